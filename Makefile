@@ -1,0 +1,42 @@
+# The two commands of the README's quick start:
+#   make run   install, migrate, import the shared dataset if the catalog is empty, train if no model
+#              is active, then start the site (http://127.0.0.1:8000) and a Celery worker
+#   make test  install and run the whole test suite (PostgreSQL and Redis on 127.0.0.1)
+# Installs are skipped when requirements have not changed (a stamp file per requirements hash).
+
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+REQ_HASH := $(shell cat requirements.txt requirements-dev.txt | sha256sum | cut -c1-16)
+STAMP := $(VENV)/.installed-$(REQ_HASH)
+
+# Tests talk to the real services; override these to point elsewhere.
+TEST_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/sneakers
+TEST_BROKER_URL ?= redis://127.0.0.1:6379/15
+
+.PHONY: run test install lint bench migrate worker web
+
+$(STAMP): requirements.txt requirements-dev.txt
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -r requirements-dev.txt
+	rm -f $(VENV)/.installed-*
+	touch $(STAMP)
+
+install: $(STAMP)
+
+run: install
+	$(BIN)/python manage.py migrate --noinput
+	$(BIN)/python manage.py collectstatic --noinput --verbosity 0
+	$(BIN)/python manage.py bootstrap
+	@echo "Site: http://127.0.0.1:8000  (Ctrl-C stops the site and the worker)"
+	PATH=$(abspath $(BIN)):$$PATH $(BIN)/honcho start -f Procfile
+
+test: install
+	DATABASE_URL=$(TEST_DATABASE_URL) CELERY_BROKER_URL=$(TEST_BROKER_URL) $(BIN)/python -m pytest
+
+lint: install
+	$(BIN)/ruff check .
+
+bench: install
+	$(BIN)/python benchmarks/bench_ml.py

@@ -1,0 +1,1 @@
+"""Catalog: brands, products, product images, catalog import and the read API."""

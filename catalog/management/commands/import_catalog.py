@@ -1,0 +1,38 @@
+"""``manage.py import_catalog DIR``: import a folder in the shared manifest format into the catalog."""
+
+from pathlib import Path
+
+from django.core.management.base import BaseCommand, CommandError, CommandParser
+
+from catalog.services import catalog_import_manifest
+
+
+class Command(BaseCommand):
+    help = "Import DIR/manifest.csv (image_path, brand, product_name, price_usd, source_*) into the catalog."
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument("directory", type=Path, help="Folder holding manifest.csv and the images.")
+        parser.add_argument("--manifest", default="manifest.csv", help="Manifest file name inside DIR.")
+
+    def handle(self, *args, directory: Path, manifest: str, **options) -> None:
+        manifest_path = directory / manifest
+        if not manifest_path.is_file():
+            raise CommandError(f"{manifest_path} does not exist")
+
+        def progress(done: int, total: int) -> None:
+            self.stdout.write(f"  {done}/{total} rows", ending="\r" if done < total else "\n")
+            self.stdout.flush()
+
+        try:
+            report = catalog_import_manifest(manifest_path=manifest_path, progress=progress)
+        except ValueError as exc:
+            raise CommandError(str(exc)) from exc
+        for line, message in report.errors:
+            self.stderr.write(f"{manifest_path}:{line}: {message}")
+        self.stdout.write(
+            self.style.SUCCESS(
+                f"{report.rows} rows: {report.images_created} images added, {report.images_unchanged} already present, "
+                f"{report.products_created} products and {report.brands_created} brands created, "
+                f"{len(report.errors)} bad rows skipped."
+            )
+        )

@@ -1,0 +1,92 @@
+"""Catalog rows: ``Brand``, ``Product`` and ``ProductImage``.
+
+A ``ProductImage`` always has a brand (its training label) and, when the source named the shoe, a
+``Product``. Images without a product stay usable for training the brand classifier but are never
+shown to shoppers as products.
+"""
+
+from django.db import models
+from django.db.models import Q
+
+
+class Brand(models.Model):
+    """A sneaker brand (``nike``, ``adidas`` ...); ``slug`` is the label the models predict."""
+
+    slug = models.SlugField(max_length=50, unique=True)
+    name = models.CharField(max_length=100)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class Product(models.Model):
+    """A shoe model (and colourway where known) with its list price in USD."""
+
+    brand = models.ForeignKey(Brand, on_delete=models.PROTECT, related_name="products")
+    name = models.CharField(max_length=255)
+    style_code = models.CharField(max_length=64, blank=True)
+    colourway = models.CharField(max_length=255, blank=True)
+    price_usd = models.DecimalField(max_digits=10, decimal_places=2, null=True, blank=True)
+    source = models.CharField(max_length=255, blank=True, help_text="Where the row came from (feed or repository).")
+    is_listed = models.BooleanField(default=True, help_text="Shown to shoppers and used as a similarity match.")
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["brand__name", "name"]
+        constraints = [
+            # One row per (brand, title, list price): the same title at another price is another
+            # edition. Two partial constraints because NULLs are distinct in a plain unique index.
+            models.UniqueConstraint(
+                fields=["brand", "name", "price_usd"],
+                condition=Q(price_usd__isnull=False),
+                name="catalog_product_unique_brand_name_price",
+            ),
+            models.UniqueConstraint(
+                fields=["brand", "name"], condition=Q(price_usd__isnull=True), name="catalog_product_unique_brand_name"
+            ),
+            models.CheckConstraint(
+                condition=Q(price_usd__isnull=True) | Q(price_usd__gte=0), name="catalog_product_price_non_negative"
+            ),
+        ]
+        indexes = [models.Index(fields=["brand", "price_usd"], name="catalog_product_brand_price")]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+def product_image_upload_to(instance: "ProductImage", filename: str) -> str:
+    """Storage name of a catalog image: ``catalog/<brand>/<sha256[:2]>/<sha256>.<ext>``.
+
+    The content hash names the file, so re-imports are idempotent and client names never reach a path.
+    """
+    extension = filename.rsplit(".", 1)[-1].lower() if "." in filename else "bin"
+    return f"catalog/{instance.brand.slug}/{instance.sha256[:2]}/{instance.sha256}.{extension}"
+
+
+class ProductImage(models.Model):
+    """One photo of a product (or, when ``product`` is empty, a brand-labelled training photo)."""
+
+    brand = models.ForeignKey(Brand, on_delete=models.PROTECT, related_name="images")
+    product = models.ForeignKey(Product, on_delete=models.SET_NULL, null=True, blank=True, related_name="images")
+    image = models.ImageField(upload_to=product_image_upload_to)
+    sha256 = models.CharField(max_length=64, unique=True)
+    width = models.PositiveIntegerField(help_text="Pixels.")
+    height = models.PositiveIntegerField(help_text="Pixels.")
+    source_repo = models.CharField(max_length=255, blank=True)
+    source_path = models.CharField(max_length=1024, blank=True)
+    source_commit = models.CharField(max_length=64, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["id"]
+        constraints = [
+            models.CheckConstraint(condition=Q(width__gt=0) & Q(height__gt=0), name="catalog_image_positive_size"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.brand.slug}/{self.sha256[:12]}"

@@ -1,0 +1,76 @@
+"""Reads of the catalog: querysets for the API and admin, training samples, product lookups."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from decimal import Decimal
+
+from django.db.models import Prefetch, QuerySet
+
+from catalog.models import Brand, Product, ProductImage
+
+
+def brand_list() -> QuerySet[Brand]:
+    """All brands, by name."""
+    return Brand.objects.order_by("name")
+
+
+def product_list(*, brand: str | None = None) -> QuerySet[Product]:
+    """Products shown to shoppers (``is_listed``), optionally of one brand slug, with their images."""
+    queryset = (
+        Product.objects.filter(is_listed=True)
+        .select_related("brand")
+        .prefetch_related(Prefetch("images", queryset=ProductImage.objects.order_by("id")))
+        .order_by("brand__name", "name", "id")
+    )
+    if brand:
+        queryset = queryset.filter(brand__slug=brand)
+    return queryset
+
+
+def product_get_many(*, ids: Iterable[int]) -> dict[int, Product]:
+    """Listed products by id (missing or unlisted ids are left out), with brand and images."""
+    return {product.id: product for product in product_list().filter(id__in=list(ids))}
+
+
+def catalog_is_empty() -> bool:
+    """True when the catalog holds no image at all (a fresh install)."""
+    return not ProductImage.objects.exists()
+
+
+@dataclass(frozen=True)
+class TrainingRow:
+    """One catalog image as training data.
+
+    ``group`` keeps photos of one product model on one side of a split: ``brand/name`` for named
+    products (all editions of a title together), the image's SHA-256 for unnamed images.
+    ``product_id`` is set only for listed products, the ones similarity search may return.
+    """
+
+    sha256: str
+    brand: str
+    group: str
+    price_usd: float | None
+    product_id: int | None
+    storage_name: str
+
+
+def training_rows() -> list[TrainingRow]:
+    """Every catalog image as a ``TrainingRow``, ordered by image id (deterministic)."""
+    rows = []
+    queryset = ProductImage.objects.select_related("brand", "product").order_by("id")
+    for image in queryset.iterator(chunk_size=2000):
+        product = image.product
+        price: Decimal | None = product.price_usd if product else None
+        rows.append(
+            TrainingRow(
+                sha256=image.sha256,
+                brand=image.brand.slug,
+                group=f"{image.brand.slug}/{product.name}" if product else image.sha256,
+                price_usd=float(price) if price is not None else None,
+                product_id=product.id if product and product.is_listed else None,
+                storage_name=image.image.name,
+            )
+        )
+    return rows

@@ -1,0 +1,1 @@
+"""Predictions: uploads and their results, model versions, upload pages, the prediction API."""

@@ -1,0 +1,86 @@
+"""Admin for model versions (compare metrics, activate) and predictions (history, errors)."""
+
+import json
+
+from django.contrib import admin, messages
+from django.db.models import QuerySet
+from django.http import HttpRequest
+from django.utils.html import format_html
+
+from predictions.models import ModelVersion, Prediction
+from predictions.services import model_version_activate
+
+
+def _metric(version: ModelVersion, *path: str) -> float | None:
+    value = version.metrics
+    for key in path:
+        if not isinstance(value, dict) or key not in value:
+            return None
+        value = value[key]
+    return value
+
+
+@admin.register(ModelVersion)
+class ModelVersionAdmin(admin.ModelAdmin):
+    """Versions side by side: test top-1/top-3, log loss, price MAE vs baseline; activate one."""
+
+    list_display = ("name", "status", "top1", "top3", "log_loss", "price_mae", "price_baseline_mae", "created_at")
+    list_filter = ("status",)
+    readonly_fields = (
+        "name", "status", "artifact_prefix", "backbone_fingerprint", "classes", "metrics_pretty",
+        "training_seconds", "created_at", "activated_at",
+    )
+    exclude = ("metrics",)
+    actions = ["activate"]
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    @admin.display(description="top-1")
+    def top1(self, obj: ModelVersion):
+        return _metric(obj, "brand", "top1")
+
+    @admin.display(description="top-3")
+    def top3(self, obj: ModelVersion):
+        return _metric(obj, "brand", "top3")
+
+    @admin.display(description="log loss")
+    def log_loss(self, obj: ModelVersion):
+        return _metric(obj, "brand", "log_loss")
+
+    @admin.display(description="price MAE (USD)")
+    def price_mae(self, obj: ModelVersion):
+        return _metric(obj, "price", "mae")
+
+    @admin.display(description="baseline MAE (USD)")
+    def price_baseline_mae(self, obj: ModelVersion):
+        return _metric(obj, "price", "baseline_mae")
+
+    @admin.display(description="metrics")
+    def metrics_pretty(self, obj: ModelVersion) -> str:
+        return format_html("<pre>{}</pre>", json.dumps(obj.metrics, indent=2))
+
+    @admin.action(description="Activate the selected version (exactly one)")
+    def activate(self, request: HttpRequest, queryset: QuerySet[ModelVersion]) -> None:
+        if queryset.count() != 1:
+            self.message_user(request, "Select exactly one version to activate.", messages.ERROR)
+            return
+        version = model_version_activate(model_version=queryset.get())
+        self.message_user(request, f"{version.name} is now active; workers load it on their next job.")
+
+
+@admin.register(Prediction)
+class PredictionAdmin(admin.ModelAdmin):
+    """Every prediction with its status, result and error; read-only."""
+
+    list_display = ("id", "status", "brand", "price_estimate_usd", "channel", "owner", "error_code", "created_at")
+    list_filter = ("status", "channel", "error_code", "model_version")
+    search_fields = ("id", "sha256", "owner__username", "original_filename")
+    date_hierarchy = "created_at"
+    list_select_related = ("owner", "model_version")
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj=None) -> bool:
+        return False

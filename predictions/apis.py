@@ -1,0 +1,180 @@
+"""Prediction API (``/api/v1/predictions/``): upload a photo, poll its result, list your own.
+
+Partners authenticate with a token (``Authorization: Token <key>``; tokens are managed in admin).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.urls import reverse
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiResponse, extend_schema, extend_schema_field, inline_serializer
+from rest_framework import serializers, status
+from rest_framework.pagination import PageNumberPagination
+from rest_framework.parsers import FormParser, MultiPartParser
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from predictions.models import Prediction
+from predictions.selectors import prediction_get_visible, prediction_list_visible
+from predictions.services import prediction_create
+
+ERROR_SCHEMA = inline_serializer(
+    name="Error",
+    fields={
+        "error": inline_serializer(
+            name="ErrorBody",
+            fields={"code": serializers.CharField(), "message": serializers.CharField(), "detail": serializers.DictField()},
+        )
+    },
+)
+
+
+def _absolute(request: Request, url: str) -> str:
+    return request.build_absolute_uri(url) if url.startswith("/") else url
+
+
+class BrandScoreSerializer(serializers.Serializer):
+    name = serializers.CharField(help_text="Brand slug.")
+    probability = serializers.FloatField()
+
+
+class PriceSerializer(serializers.Serializer):
+    estimate = serializers.FloatField(help_text="USD.")
+    low = serializers.FloatField(help_text="USD.")
+    high = serializers.FloatField(help_text="USD.")
+
+
+class SimilarProductSerializer(serializers.Serializer):
+    product_id = serializers.IntegerField()
+    name = serializers.CharField()
+    brand = serializers.CharField()
+    price_usd = serializers.FloatField(allow_null=True)
+    score = serializers.FloatField(help_text="Cosine similarity in [-1, 1].")
+    image_url = serializers.CharField(allow_null=True)
+
+
+class ErrorSerializer(serializers.Serializer):
+    code = serializers.CharField()
+    message = serializers.CharField()
+
+
+class PredictionOutputSerializer(serializers.Serializer):
+    """A prediction and, once ``succeeded``, its result; ``error`` is set once ``failed``."""
+
+    id = serializers.UUIDField()
+    status = serializers.ChoiceField(choices=Prediction.Status.choices)
+    channel = serializers.CharField()
+    created_at = serializers.DateTimeField()
+    finished_at = serializers.DateTimeField(allow_null=True)
+    brand = serializers.SerializerMethodField()
+    brands = BrandScoreSerializer(many=True)
+    price_usd = serializers.SerializerMethodField()
+    similar = serializers.SerializerMethodField()
+    image_url = serializers.SerializerMethodField()
+    cutout_url = serializers.SerializerMethodField()
+    model_version = serializers.SerializerMethodField()
+    timings_ms = serializers.DictField(child=serializers.FloatField())
+    error = serializers.SerializerMethodField()
+    url = serializers.SerializerMethodField()
+
+    @extend_schema_field(serializers.CharField(allow_null=True, help_text="Top-1 brand slug."))
+    def get_brand(self, obj: Prediction) -> str | None:
+        return obj.brand or None
+
+    @extend_schema_field(PriceSerializer(allow_null=True))
+    def get_price_usd(self, obj: Prediction) -> dict[str, float] | None:
+        if obj.price_estimate_usd is None:
+            return None
+        return {"estimate": float(obj.price_estimate_usd), "low": float(obj.price_low_usd), "high": float(obj.price_high_usd)}
+
+    @extend_schema_field(SimilarProductSerializer(many=True))
+    def get_similar(self, obj: Prediction) -> list[dict[str, Any]]:
+        request = self.context["request"]
+        return [
+            {**item, "image_url": _absolute(request, item["image_url"]) if item.get("image_url") else None}
+            for item in obj.similar
+        ]
+
+    @extend_schema_field(OpenApiTypes.URI)
+    def get_image_url(self, obj: Prediction) -> str | None:
+        return _absolute(self.context["request"], obj.image.url) if obj.image else None
+
+    @extend_schema_field(OpenApiTypes.URI)
+    def get_cutout_url(self, obj: Prediction) -> str | None:
+        return _absolute(self.context["request"], obj.cutout.url) if obj.cutout else None
+
+    @extend_schema_field(serializers.CharField(allow_null=True))
+    def get_model_version(self, obj: Prediction) -> str | None:
+        return obj.model_version.name if obj.model_version_id else None
+
+    @extend_schema_field(ErrorSerializer(allow_null=True))
+    def get_error(self, obj: Prediction) -> dict[str, str] | None:
+        return {"code": obj.error_code, "message": obj.error_message} if obj.error_code else None
+
+    @extend_schema_field(OpenApiTypes.URI)
+    def get_url(self, obj: Prediction) -> str:
+        return self.context["request"].build_absolute_uri(reverse("api:prediction-detail", args=[obj.id]))
+
+
+class PredictionPagination(PageNumberPagination):
+    """``?page=N``; ``page_size`` from ``REST_FRAMEWORK["PAGE_SIZE"]``, ``?page_size=`` up to 100."""
+
+    page_size_query_param = "page_size"
+    max_page_size = 100
+
+
+class PredictionCollectionApi(APIView):
+    """``POST``: upload a photo (``202`` + ``Location``). ``GET``: the caller's own predictions, newest first."""
+
+    parser_classes = [MultiPartParser, FormParser]
+
+    class InputSerializer(serializers.Serializer):
+        image = serializers.FileField(help_text="A JPEG, PNG or WebP photo (multipart/form-data).")
+
+    @extend_schema(
+        operation_id="predictions_create",
+        request=InputSerializer,
+        responses={
+            202: PredictionOutputSerializer,
+            400: OpenApiResponse(ERROR_SCHEMA, description="Missing or invalid image."),
+            401: OpenApiResponse(ERROR_SCHEMA, description="No or bad token."),
+            413: OpenApiResponse(ERROR_SCHEMA, description="File over the size limit."),
+            415: OpenApiResponse(ERROR_SCHEMA, description="Not JPEG, PNG or WebP."),
+        },
+    )
+    def post(self, request: Request) -> Response:
+        files = request.FILES.getlist("image")
+        if len(files) > 1:
+            raise serializers.ValidationError({"image": ["Send exactly one file per request."]})
+        serializer = self.InputSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        prediction = prediction_create(
+            upload=serializer.validated_data["image"], channel=Prediction.Channel.API, owner=request.user
+        )
+        body = PredictionOutputSerializer(prediction, context={"request": request}).data
+        return Response(body, status=status.HTTP_202_ACCEPTED, headers={"Location": body["url"]})
+
+    @extend_schema(operation_id="predictions_list", responses={200: PredictionOutputSerializer(many=True)})
+    def get(self, request: Request) -> Response:
+        paginator = PredictionPagination()
+        page = paginator.paginate_queryset(
+            prediction_list_visible(user=request.user).select_related("model_version"), request, view=self
+        )
+        return paginator.get_paginated_response(
+            PredictionOutputSerializer(page, many=True, context={"request": request}).data
+        )
+
+
+class PredictionDetailApi(APIView):
+    """The status and, when finished, the result of one of the caller's predictions (poll this)."""
+
+    @extend_schema(
+        operation_id="predictions_retrieve",
+        responses={200: PredictionOutputSerializer, 404: OpenApiResponse(ERROR_SCHEMA, description="Not yours or no such id.")},
+    )
+    def get(self, request: Request, prediction_id: str) -> Response:
+        prediction = prediction_get_visible(prediction_id=prediction_id, user=request.user)
+        return Response(PredictionOutputSerializer(prediction, context={"request": request}).data)

@@ -1,0 +1,125 @@
+"""``Prediction`` (one upload and its result) and ``ModelVersion`` (one trained model artifact)."""
+
+import uuid
+
+from django.conf import settings
+from django.db import models
+from django.db.models import Q
+from django.utils import timezone
+
+
+class ModelVersion(models.Model):
+    """A trained model: artifact files in storage under ``artifact_prefix`` and its test metrics.
+
+    At most one version is ``active`` (a partial unique constraint); workers serve the active one.
+    """
+
+    class Status(models.TextChoices):
+        CANDIDATE = "candidate", "candidate"
+        ACTIVE = "active", "active"
+        RETIRED = "retired", "retired"
+
+    name = models.CharField(max_length=64, unique=True)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.CANDIDATE)
+    artifact_prefix = models.CharField(max_length=255, help_text="Storage folder of the artifact files.")
+    backbone_fingerprint = models.CharField(max_length=64)
+    classes = models.JSONField(default=list, help_text="Brand slugs, in the order of the classifier's outputs.")
+    metrics = models.JSONField(default=dict, blank=True)
+    training_seconds = models.FloatField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    activated_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        constraints = [
+            models.UniqueConstraint(fields=["status"], condition=Q(status="active"), name="predictions_one_active_model")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.status})"
+
+
+def prediction_upload_to(instance: "Prediction", filename: str) -> str:
+    """Storage name of an upload: ``uploads/YYYY/MM/DD/<uuid>.<ext>``; the client's name never reaches a path."""
+    extension = filename.rsplit(".", 1)[-1].lower() if "." in filename else "bin"
+    if extension not in {"jpg", "png", "webp", "bin"}:
+        extension = "bin"
+    return f"uploads/{timezone.now():%Y/%m/%d}/{instance.id}.{extension}"
+
+
+def prediction_cutout_to(instance: "Prediction", filename: str) -> str:
+    """Storage name of the background-removed cut-out: ``cutouts/YYYY/MM/DD/<uuid>.png``."""
+    return f"cutouts/{timezone.now():%Y/%m/%d}/{instance.id}.png"
+
+
+class Prediction(models.Model):
+    """One uploaded photo and what the pipeline said about it.
+
+    Owned by a user or, for anonymous visitors, by their session key; nobody else may read it.
+    ``brands`` is the top-3 as ``[{"name": slug, "probability": float}]``; ``similar`` the top-5
+    catalog products as ``[{"product_id", "name", "brand", "price_usd", "score"}]`` (a snapshot, so
+    history stays readable if the catalog changes); prices are USD; ``timings_ms`` per stage.
+    """
+
+    class Status(models.TextChoices):
+        QUEUED = "queued", "queued"
+        RUNNING = "running", "running"
+        SUCCEEDED = "succeeded", "succeeded"
+        FAILED = "failed", "failed"
+
+    class Channel(models.TextChoices):
+        WEB = "web", "web"
+        API = "api", "api"
+
+    TERMINAL = (Status.SUCCEEDED, Status.FAILED)
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    owner = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, null=True, blank=True, related_name="predictions"
+    )
+    session_key = models.CharField(max_length=64, blank=True, db_index=True)
+    channel = models.CharField(max_length=8, choices=Channel.choices)
+    image = models.FileField(upload_to=prediction_upload_to, blank=True)
+    original_filename = models.CharField(max_length=255, blank=True)
+    size_bytes = models.PositiveBigIntegerField(default=0)
+    sha256 = models.CharField(max_length=64, db_index=True, blank=True)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.QUEUED, db_index=True)
+
+    brand = models.CharField(max_length=50, blank=True, help_text="Top-1 brand slug.")
+    brands = models.JSONField(default=list, blank=True)
+    price_estimate_usd = models.DecimalField(max_digits=10, decimal_places=2, null=True, blank=True)
+    price_low_usd = models.DecimalField(max_digits=10, decimal_places=2, null=True, blank=True)
+    price_high_usd = models.DecimalField(max_digits=10, decimal_places=2, null=True, blank=True)
+    similar = models.JSONField(default=list, blank=True)
+    cutout = models.FileField(upload_to=prediction_cutout_to, blank=True)
+    background_method = models.CharField(max_length=32, blank=True)
+    model_version = models.ForeignKey(ModelVersion, on_delete=models.PROTECT, null=True, blank=True)
+
+    error_code = models.CharField(max_length=64, blank=True)
+    error_message = models.TextField(blank=True)
+    timings_ms = models.JSONField(default=dict, blank=True)
+    attempts = models.PositiveIntegerField(default=0)
+
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        indexes = [
+            models.Index(fields=["owner", "-created_at"], name="prediction_owner_recent"),
+            models.Index(fields=["session_key", "-created_at"], name="prediction_session_recent"),
+        ]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(owner__isnull=False) | ~Q(session_key=""), name="prediction_has_owner_or_session"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.id} ({self.status})"
+
+    @property
+    def is_terminal(self) -> bool:
+        """True once the job has ``succeeded`` or ``failed``."""
+        return self.status in self.TERMINAL

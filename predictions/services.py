@@ -1,0 +1,227 @@
+"""Writes of the predictions app: create an upload, move a job through its states, manage model versions.
+
+Runs in the web process (upload) and in workers (state changes); imports no ML library.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from collections.abc import Sequence
+from decimal import Decimal
+from typing import Any
+
+from django.conf import settings
+from django.contrib.auth.models import AbstractBaseUser
+from django.core.files.base import ContentFile
+from django.core.files.uploadedfile import UploadedFile
+from django.db import transaction
+from django.utils import timezone
+
+from predictions.models import ModelVersion, Prediction
+from sneakers.exceptions import ApplicationError
+from worker.ml.errors import ImageError
+from worker.ml.images import inspect_image
+
+logger = logging.getLogger(__name__)
+
+FORMAT_EXTENSIONS = {"JPEG": "jpg", "PNG": "png", "WEBP": "webp"}
+# HTTP status per refusal code; everything else about a bad image is a plain 400.
+REFUSAL_STATUS = {"image_too_large": 413, "image_format_unsupported": 415}
+
+
+def _money(value: float | None) -> Decimal | None:
+    """A USD amount rounded to cents, or ``None``."""
+    return None if value is None else Decimal(str(round(float(value), 2)))
+
+
+def prediction_create(
+    *,
+    upload: UploadedFile,
+    channel: str,
+    owner: AbstractBaseUser | None = None,
+    session_key: str = "",
+) -> Prediction:
+    """Validate an uploaded photo, store it, create a ``queued`` prediction and enqueue it after commit.
+
+    Validation trusts nothing the client says: byte size against ``SNEAKERS_UPLOAD_MAX_BYTES``, the
+    header decoded by Pillow, the format among JPEG/PNG/WebP, the pixel count against
+    ``SNEAKERS_UPLOAD_MAX_PIXELS`` (decompression bombs), a full decode for truncated files. The
+    stored file is named after the prediction's UUID and the detected format, never the client's name.
+
+    A refused upload is not lost: it is kept (bytes too, unless over the size limit) as a ``failed``
+    prediction with the error code, then ``ApplicationError`` is raised with that prediction's id in
+    ``extra["prediction_id"]``.
+
+    Raises:
+        ApplicationError: ``image_too_large`` (413), ``image_format_unsupported`` (415) or another
+            ``image_*`` code (400) from ``worker.ml.images.inspect_image``.
+    """
+    if owner is None and not session_key:
+        raise ValueError("a prediction needs an owner or a session key")
+    prediction = Prediction(
+        owner=owner if owner is not None and owner.is_authenticated else None,
+        session_key="" if owner is not None and owner.is_authenticated else session_key,
+        channel=channel,
+        original_filename=(upload.name or "")[-255:],
+        size_bytes=upload.size or 0,
+    )
+    max_bytes = settings.SNEAKERS_UPLOAD_MAX_BYTES
+    data = b""
+    try:
+        if (upload.size or 0) > max_bytes:
+            raise ImageError("image_too_large", f"The file is {upload.size} bytes; the limit is {max_bytes} bytes.")
+        upload.seek(0)
+        data = upload.read(max_bytes + 1)
+        info = inspect_image(data, max_bytes=max_bytes, max_pixels=settings.SNEAKERS_UPLOAD_MAX_PIXELS)
+    except ImageError as exc:
+        _prediction_save_refused(prediction=prediction, data=data if len(data) <= max_bytes else b"", error=exc)
+        raise ApplicationError(
+            exc.message,
+            code=exc.code,
+            extra={"prediction_id": str(prediction.id)},
+            status_code=REFUSAL_STATUS.get(exc.code, 400),
+        ) from exc
+
+    prediction.sha256 = hashlib.sha256(data).hexdigest()
+    prediction.size_bytes = len(data)
+    with transaction.atomic():
+        prediction.image.save(f"upload.{FORMAT_EXTENSIONS[info.format]}", ContentFile(data), save=False)
+        prediction.save()
+        transaction.on_commit(lambda: prediction_enqueue(prediction_id=prediction.id))
+    return prediction
+
+
+def _prediction_save_refused(*, prediction: Prediction, data: bytes, error: ImageError) -> None:
+    """Keep a refused upload as a ``failed`` prediction (with its bytes when there are some)."""
+    prediction.status = Prediction.Status.FAILED
+    prediction.error_code = error.code
+    prediction.error_message = error.message
+    prediction.finished_at = timezone.now()
+    if data:
+        prediction.sha256 = hashlib.sha256(data).hexdigest()
+        prediction.image.save("upload.bin", ContentFile(data), save=False)
+    prediction.save()
+
+
+def prediction_enqueue(*, prediction_id: Any) -> bool:
+    """Send the ``predict`` task for a prediction to the ``inference`` queue.
+
+    A broker outage does not lose the upload: the row stays ``queued`` and the error is logged.
+    Returns True when the broker accepted the message.
+    """
+    from worker.tasks import predict  # the task module is light: no ML import at module level
+
+    try:
+        predict.delay(str(prediction_id))
+    except Exception:  # kombu raises transport-specific errors; any of them means "not sent"
+        logger.exception("could not enqueue prediction %s; it stays queued", prediction_id)
+        return False
+    return True
+
+
+def prediction_claim(*, prediction_id: Any) -> Prediction | None:
+    """Move a prediction ``queued -> running`` with a conditional update; None if another worker has it.
+
+    Safe to call twice: only the first caller gets the row.
+    """
+    changed = Prediction.objects.filter(id=prediction_id, status=Prediction.Status.QUEUED).update(
+        status=Prediction.Status.RUNNING, started_at=timezone.now()
+    )
+    if not changed:
+        return None
+    prediction = Prediction.objects.get(id=prediction_id)
+    Prediction.objects.filter(id=prediction_id).update(attempts=prediction.attempts + 1)
+    prediction.attempts += 1
+    return prediction
+
+
+def prediction_release(*, prediction_id: Any) -> None:
+    """Put a ``running`` prediction back to ``queued`` (before a retry after a transient error)."""
+    Prediction.objects.filter(id=prediction_id, status=Prediction.Status.RUNNING).update(
+        status=Prediction.Status.QUEUED
+    )
+
+
+def prediction_mark_succeeded(
+    *,
+    prediction: Prediction,
+    model_version: ModelVersion,
+    brands: Sequence[dict[str, Any]],
+    price: dict[str, float] | None,
+    similar: Sequence[dict[str, Any]],
+    cutout_png: bytes,
+    background_method: str,
+    timings_ms: dict[str, float],
+) -> Prediction:
+    """Store a finished result on a ``running`` prediction and mark it ``succeeded``.
+
+    Args:
+        brands: top-k as ``[{"name": slug, "probability": float}]``, best first.
+        price: ``{"estimate", "low", "high"}`` in USD, or None when the model has no price head.
+        similar: ``[{"product_id", "name", "brand", "price_usd", "score"}]``, best first.
+        cutout_png: the background-removed image the model looked at, PNG bytes.
+        timings_ms: milliseconds per pipeline stage.
+    """
+    prediction.status = Prediction.Status.SUCCEEDED
+    prediction.model_version = model_version
+    prediction.brands = list(brands)
+    prediction.brand = brands[0]["name"] if brands else ""
+    prediction.price_estimate_usd = _money(price["estimate"]) if price else None
+    prediction.price_low_usd = _money(price["low"]) if price else None
+    prediction.price_high_usd = _money(price["high"]) if price else None
+    prediction.similar = list(similar)
+    prediction.background_method = background_method
+    prediction.timings_ms = {key: round(float(value), 1) for key, value in timings_ms.items()}
+    prediction.error_code = ""
+    prediction.error_message = ""
+    prediction.finished_at = timezone.now()
+    with transaction.atomic():
+        prediction.cutout.save("cutout.png", ContentFile(cutout_png), save=False)
+        prediction.save()
+    return prediction
+
+
+def prediction_mark_failed(*, prediction_id: Any, code: str, message: str) -> None:
+    """Mark a non-terminal prediction ``failed`` with an error code and a readable message."""
+    Prediction.objects.filter(id=prediction_id).exclude(status__in=Prediction.TERMINAL).update(
+        status=Prediction.Status.FAILED, error_code=code, error_message=message[:2000], finished_at=timezone.now()
+    )
+
+
+@transaction.atomic
+def model_version_activate(*, model_version: ModelVersion) -> ModelVersion:
+    """Make ``model_version`` the one active version; the previous active one is retired."""
+    ModelVersion.objects.select_for_update().filter(status=ModelVersion.Status.ACTIVE).exclude(
+        id=model_version.id
+    ).update(status=ModelVersion.Status.RETIRED)
+    model_version.status = ModelVersion.Status.ACTIVE
+    model_version.activated_at = timezone.now()
+    model_version.save(update_fields=["status", "activated_at"])
+    return model_version
+
+
+@transaction.atomic
+def model_version_create(
+    *,
+    name: str,
+    artifact_prefix: str,
+    backbone_fingerprint: str,
+    classes: Sequence[str],
+    metrics: dict[str, Any],
+    training_seconds: float | None,
+    activate_if_first: bool = True,
+) -> ModelVersion:
+    """Register a trained artifact as a ``candidate`` version; the first version ever becomes active."""
+    first = not ModelVersion.objects.exists()
+    version = ModelVersion.objects.create(
+        name=name,
+        artifact_prefix=artifact_prefix,
+        backbone_fingerprint=backbone_fingerprint,
+        classes=list(classes),
+        metrics=metrics,
+        training_seconds=training_seconds,
+    )
+    if first and activate_if_first:
+        model_version_activate(model_version=version)
+    return version

@@ -1,0 +1,96 @@
+"""One domain error type and one API exception handler, so every API error has the same JSON shape.
+
+Shape: ``{"error": {"code": "image_too_large", "message": "...", "detail": {...}}}``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.core.exceptions import PermissionDenied
+from django.http import Http404, JsonResponse
+from rest_framework import exceptions as drf_exceptions
+from rest_framework import status
+from rest_framework.response import Response
+from rest_framework.views import exception_handler
+
+
+class ApplicationError(Exception):
+    """A domain error with a stable machine-readable ``code`` and a message for people.
+
+    Args:
+        message: what went wrong, readable by a shopper or a partner's developer.
+        code: stable snake_case identifier (``image_unreadable``, ``not_found``).
+        extra: JSON-serialisable details, returned under ``detail``.
+        status_code: HTTP status the API answers with (default 400).
+    """
+
+    def __init__(
+        self, message: str, *, code: str = "invalid", extra: dict[str, Any] | None = None, status_code: int = 400
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.code = code
+        self.extra = extra or {}
+        self.status_code = status_code
+
+
+def error_body(code: str, message: str, detail: Any = None) -> dict[str, Any]:
+    """The one error body of the API: ``{"error": {"code", "message", "detail"}}``."""
+    return {"error": {"code": code, "message": message, "detail": detail if detail is not None else {}}}
+
+
+def _first_message(detail: Any) -> str:
+    """The first human message inside a DRF ``ValidationError`` detail (dict, list or string)."""
+    if isinstance(detail, dict):
+        for key, value in detail.items():
+            message = _first_message(value)
+            return message if key == "non_field_errors" else f"{key}: {message}"
+    if isinstance(detail, list) and detail:
+        return _first_message(detail[0])
+    return str(detail)
+
+
+def api_exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
+    """DRF ``EXCEPTION_HANDLER``: render every error in the one JSON shape.
+
+    ``ApplicationError`` keeps its code and status; DRF's own errors keep their status and use their
+    ``default_code`` (``not_authenticated``, ``throttled``, ``invalid`` ...); validation errors carry
+    the per-field messages under ``detail``. Unexpected exceptions return ``None`` so Django's 500
+    handling (and logging) applies.
+    """
+    if isinstance(exc, ApplicationError):
+        return Response(error_body(exc.code, exc.message, exc.extra), status=exc.status_code)
+    if isinstance(exc, Http404):
+        exc = drf_exceptions.NotFound()
+    elif isinstance(exc, PermissionDenied):
+        exc = drf_exceptions.PermissionDenied()
+
+    response = exception_handler(exc, context)
+    if response is None:
+        return None
+    if isinstance(exc, drf_exceptions.ValidationError):
+        body = error_body("invalid", _first_message(exc.detail), exc.detail)
+    elif isinstance(exc, drf_exceptions.APIException):
+        detail = exc.detail
+        code = getattr(detail, "code", None) or exc.default_code
+        body = error_body(str(code), str(detail))
+        if isinstance(exc, drf_exceptions.Throttled) and exc.wait is not None:
+            body["error"]["detail"] = {"retry_after_seconds": int(exc.wait)}
+    else:  # pragma: no cover - exception_handler only answers APIException subclasses
+        body = error_body("error", str(exc))
+    response.data = body
+    return response
+
+
+def json_not_found(request: Any, exception: Exception | None = None) -> JsonResponse:
+    """``handler404`` body for API paths: the same error shape as the API's own 404."""
+    return JsonResponse(error_body("not_found", "Not found."), status=status.HTTP_404_NOT_FOUND)
+
+
+def json_server_error(request: Any) -> JsonResponse:
+    """``handler500`` body for API paths: the error shape, with no internals leaked."""
+    return JsonResponse(
+        error_body("server_error", "The server hit an unexpected error; it has been logged."),
+        status=status.HTTP_500_INTERNAL_SERVER_ERROR,
+    )

@@ -1,0 +1,57 @@
+"""Root URLs: site pages, accounts, admin, the versioned API and its OpenAPI schema and docs."""
+
+from django.conf import settings
+from django.contrib import admin
+from django.http import HttpRequest, JsonResponse
+from django.urls import include, path, re_path
+from django.views.static import serve
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+
+from sneakers import exceptions
+
+
+def healthz(request: HttpRequest) -> JsonResponse:
+    """Liveness of the web process: ``{"status": "ok"}``."""
+    return JsonResponse({"status": "ok"})
+
+
+api_v1 = (
+    [
+        path("", include("predictions.api_urls")),
+        path("", include("catalog.urls")),
+    ],
+    "api",
+)
+
+urlpatterns = [
+    path("", include("predictions.urls")),
+    path("accounts/", include("accounts.urls")),
+    path("admin/", admin.site.urls),
+    path("api/v1/", include(api_v1)),
+    path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
+    path("api/docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
+    path("healthz", healthz, name="healthz"),
+]
+
+if settings.SERVE_MEDIA:
+    # Local media (the embedded default). Files are served as attachments of their stored type only;
+    # nothing under MEDIA_ROOT is ever executed.
+    urlpatterns += [re_path(r"^media/(?P<path>.*)$", serve, {"document_root": settings.MEDIA_ROOT})]
+
+
+def handler404(request: HttpRequest, exception: Exception):  # noqa: D401 - Django's hook name
+    """JSON 404 under ``/api/``, Django's page elsewhere."""
+    if request.path.startswith("/api/"):
+        return exceptions.json_not_found(request, exception)
+    from django.views.defaults import page_not_found
+
+    return page_not_found(request, exception)
+
+
+def handler500(request: HttpRequest):
+    """JSON 500 under ``/api/``, Django's page elsewhere."""
+    if request.path.startswith("/api/"):
+        return exceptions.json_server_error(request)
+    from django.views.defaults import server_error
+
+    return server_error(request)

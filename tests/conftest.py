@@ -1,0 +1,58 @@
+"""Shared fixtures: isolated media/cache folders per test, image makers, API clients."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+SHARED_DIR = Path(__file__).resolve().parents[1].parent / "shared"
+
+
+def image_bytes(fmt: str = "JPEG", size: tuple[int, int] = (64, 48), color=(200, 30, 30), mode: str = "RGB") -> bytes:
+    """Encode a solid-colour image made by the test (no files from outside)."""
+    buffer = io.BytesIO()
+    Image.new(mode, size, color).save(buffer, format=fmt)
+    return buffer.getvalue()
+
+
+@pytest.fixture(autouse=True)
+def _isolated_storage(settings, tmp_path: Path) -> None:
+    """Media and caches under the test's own temporary folder; nothing touches ``var/``."""
+    settings.MEDIA_ROOT = tmp_path / "media"
+    settings.SNEAKERS_CACHE_DIR = tmp_path / "cache"
+
+
+@pytest.fixture
+def user(db, django_user_model):
+    return django_user_model.objects.create_user(username="shopper", password="pw-123-not-common")
+
+
+@pytest.fixture
+def other_user(db, django_user_model):
+    return django_user_model.objects.create_user(username="intruder", password="pw-456-not-common")
+
+
+@pytest.fixture
+def token_client(user):
+    """A DRF ``APIClient`` authenticated with ``user``'s partner token."""
+    from rest_framework.test import APIClient
+
+    from accounts.services import partner_token_get_or_create
+
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Token {partner_token_get_or_create(user=user).key}")
+    return client
+
+
+@pytest.fixture
+def other_token_client(other_user):
+    from rest_framework.test import APIClient
+
+    from accounts.services import partner_token_get_or_create
+
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Token {partner_token_get_or_create(user=other_user).key}")
+    return client

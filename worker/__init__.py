@@ -1,0 +1,1 @@
+"""Celery tasks (``worker.tasks``) and the Django-free ML package (``worker.ml``)."""

@@ -1,0 +1,106 @@
+"""Per-process model cache of a worker: the active ``ModelVersion``'s pipeline, loaded once.
+
+Imported only by workers and management commands (it pulls in TensorFlow and onnxruntime when a
+pipeline is built). Artifacts live in Django storage under ``ModelVersion.artifact_prefix`` and are
+copied to ``SNEAKERS_CACHE_DIR/models/<name>/`` on first use, so S3 works the same as local media.
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+import threading
+from pathlib import Path
+
+from django.conf import settings
+from django.core.files.storage import default_storage
+
+from predictions.models import ModelVersion
+from worker.ml.artifact import ARTIFACT_FILES, ModelArtifact
+from worker.ml.errors import ModelError
+
+_lock = threading.Lock()
+_pipelines: dict[tuple[int, str], object] = {}
+_backbones: dict[str, object] = {}
+
+
+def backbone_get():
+    """The backbone at ``SNEAKERS_BACKBONE_PATH``, loaded once per process.
+
+    Raises:
+        ModelError: the weights file is missing or does not load.
+    """
+    from worker.ml.backbone import Backbone
+
+    path = str(settings.SNEAKERS_BACKBONE_PATH)
+    with _lock:
+        if path not in _backbones:
+            _backbones[path] = Backbone(path)
+        return _backbones[path]
+
+
+def remover_get():
+    """The background remover named by ``SNEAKERS_BACKGROUND_METHOD`` (``u2netp``, ``grabcut``, ``none``)."""
+    from worker.ml.background import make_remover
+
+    return make_remover(settings.SNEAKERS_BACKGROUND_METHOD, model_path=settings.SNEAKERS_BACKGROUND_MODEL_PATH)
+
+
+def artifact_local_dir(model_version: ModelVersion) -> Path:
+    """A local folder holding the version's artifact files, copied from storage when not cached yet.
+
+    Raises:
+        ModelError: an artifact file is missing from storage.
+    """
+    target = Path(settings.SNEAKERS_CACHE_DIR) / "models" / model_version.name
+    if all((target / name).exists() for name in _present_files(model_version)):
+        return target
+    staging = Path(tempfile.mkdtemp(prefix=f".{model_version.name}-", dir=target.parent if target.parent.exists() else None))
+    try:
+        for name in _present_files(model_version):
+            storage_name = f"{model_version.artifact_prefix.rstrip('/')}/{name}"
+            try:
+                with default_storage.open(storage_name, "rb") as source, (staging / name).open("wb") as sink:
+                    shutil.copyfileobj(source, sink)
+            except FileNotFoundError as exc:
+                raise ModelError(f"artifact file {storage_name} is missing from storage") from exc
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.rmtree(target, ignore_errors=True)
+        staging.rename(target)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return target
+
+
+def _present_files(model_version: ModelVersion) -> list[str]:
+    """Artifact file names stored for this version (the price head is optional)."""
+    prefix = model_version.artifact_prefix.rstrip("/")
+    return [name for name in ARTIFACT_FILES if default_storage.exists(f"{prefix}/{name}")]
+
+
+def pipeline_get(model_version: ModelVersion):
+    """The ``worker.ml.pipeline.Pipeline`` of a model version, built once per process.
+
+    Only the latest version asked for stays cached, so a worker that switches versions frees the old
+    heads. Raises ``ModelError`` when weights or artifact files are missing or corrupt.
+    """
+    from worker.ml.pipeline import Pipeline
+
+    key = (model_version.id, str(settings.SNEAKERS_BACKBONE_PATH))
+    with _lock:
+        pipeline = _pipelines.get(key)
+    if pipeline is not None:
+        return pipeline
+    artifact = ModelArtifact.load(artifact_local_dir(model_version))
+    pipeline = Pipeline(artifact, backbone_get(), remover_get())
+    with _lock:
+        _pipelines.clear()
+        _pipelines[key] = pipeline
+    return pipeline
+
+
+def clear() -> None:
+    """Forget cached pipelines and backbones (tests, or after settings change)."""
+    with _lock:
+        _pipelines.clear()
+        _backbones.clear()

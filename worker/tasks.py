@@ -1,0 +1,77 @@
+"""Celery tasks: thin wrappers that pass ids and call ``worker.services``.
+
+This module is imported by the web process (to enqueue), so it imports no ML library at module
+level; models load in worker processes only, warmed at ``worker_process_init``.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from celery import shared_task
+from celery.signals import worker_process_init
+from django.db import InterfaceError, OperationalError
+
+logger = logging.getLogger(__name__)
+
+# Errors worth another try: the database or storage blinked. Everything else is handled in the
+# service as a permanent failure with a code.
+TRANSIENT_ERRORS = (OperationalError, InterfaceError, ConnectionError, TimeoutError)
+
+
+@shared_task(
+    bind=True,
+    name="worker.tasks.predict",
+    acks_late=True,
+    reject_on_worker_lost=True,
+    max_retries=5,
+    soft_time_limit=300,
+    time_limit=360,
+)
+def predict(self, prediction_id: str) -> None:
+    """Run the prediction pipeline for one ``Prediction`` id (queue ``inference``).
+
+    Safe to rerun: the row is claimed with a conditional update. Transient errors put the row back
+    to ``queued`` and retry with exponential backoff (1, 2, 4, 8, 16 s; Celery ``Task.retry``);
+    after the last try the prediction fails with ``transient_error``. Unexpected errors fail the
+    prediction with ``internal_error`` instead of leaving it ``running``.
+    """
+    from predictions.services import prediction_mark_failed, prediction_release
+    from worker.services import prediction_run
+
+    try:
+        prediction_run(prediction_id=prediction_id)
+    except TRANSIENT_ERRORS as exc:
+        prediction_release(prediction_id=prediction_id)
+        if self.request.retries >= self.max_retries:
+            prediction_mark_failed(
+                prediction_id=prediction_id, code="transient_error", message=f"Gave up after retries: {exc}"
+            )
+            return
+        raise self.retry(exc=exc, countdown=2**self.request.retries) from exc
+    except Exception as exc:
+        logger.exception("prediction %s failed unexpectedly", prediction_id)
+        prediction_mark_failed(prediction_id=prediction_id, code="internal_error", message=f"Internal error: {exc}")
+
+
+@shared_task(name="worker.tasks.train", acks_late=True, soft_time_limit=3 * 3600, time_limit=3 * 3600 + 300)
+def train(seed: int | None = None) -> str:
+    """Train a new ``ModelVersion`` on the catalog (queue ``training``); returns its name."""
+    from worker.services import model_version_train
+
+    return model_version_train(seed=seed).name
+
+
+@worker_process_init.connect
+def warm_models(**_: object) -> None:
+    """Load the active model in each new worker process so the first job does not pay for it."""
+    try:
+        from predictions.selectors import model_version_get_active
+        from worker import runtime
+
+        model_version = model_version_get_active()
+        if model_version is not None:
+            runtime.pipeline_get(model_version)
+            logger.info("warmed model version %s", model_version.name)
+    except Exception:  # a worker without a model still starts; jobs then fail with model_unavailable
+        logger.exception("could not warm the active model")
