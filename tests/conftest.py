@@ -56,3 +56,11 @@ def other_token_client(other_user):
     client = APIClient()
     client.credentials(HTTP_AUTHORIZATION=f"Token {partner_token_get_or_create(user=other_user).key}")
     return client
+
+
+@pytest.fixture(scope="session")
+def tiny_backbone_path(tmp_path_factory) -> Path:
+    """A tiny Keras backbone (16-d embeddings) built by ``worker.ml.testing.build_tiny_backbone``."""
+    from worker.ml.testing import build_tiny_backbone
+
+    return build_tiny_backbone(tmp_path_factory.mktemp("weights") / "tiny.keras", dim=16, seed=0)

@@ -92,7 +92,13 @@ def pipeline_get(model_version: ModelVersion):
     if pipeline is not None:
         return pipeline
     artifact = ModelArtifact.load(artifact_local_dir(model_version))
-    pipeline = Pipeline(artifact, backbone_get(), remover_get())
+    pipeline = Pipeline(
+        artifact,
+        backbone_get(),
+        remover_get(),
+        max_bytes=settings.SNEAKERS_UPLOAD_MAX_BYTES,
+        max_pixels=settings.SNEAKERS_UPLOAD_MAX_PIXELS,
+    )
     with _lock:
         _pipelines.clear()
         _pipelines[key] = pipeline

@@ -1,0 +1,109 @@
+"""Training a model version and running predictions through the worker's services, with a tiny backbone."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from django.core.files.storage import default_storage
+from django.core.files.uploadedfile import SimpleUploadedFile
+from django.core.management import call_command
+
+from predictions.models import ModelVersion, Prediction
+from predictions.services import prediction_create
+from tests.tiny_catalog import BRAND_COLOURS, build_tiny_catalog, shoe_photo
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def tiny_model(settings, tiny_backbone_path) -> ModelVersion:
+    """A catalog of two colour-coded brands and a model version trained on it."""
+    from worker import runtime
+    from worker.services import model_version_train
+
+    settings.SNEAKERS_BACKBONE_PATH = tiny_backbone_path
+    settings.SNEAKERS_BACKGROUND_METHOD = "none"
+    runtime.clear()
+    build_tiny_catalog()
+    return model_version_train(seed=0)
+
+
+def test_train_registers_an_active_version_with_metrics_and_stored_artifact(tiny_model):
+    assert tiny_model.status == ModelVersion.Status.ACTIVE
+    assert sorted(tiny_model.classes) == sorted(BRAND_COLOURS)
+    brand = tiny_model.metrics["brand"]
+    assert {"top1", "top3", "log_loss", "per_brand_recall", "confusion"} <= set(brand)
+    assert brand["top1"] >= 0.9  # the two brands differ by colour only: easy for any backbone
+    assert {"mae", "mape", "baseline_mae", "baseline_mape"} <= set(tiny_model.metrics["price"])
+    for name in ("brand_head.npz", "index.npz", "metadata.json", "split.json"):
+        assert default_storage.exists(f"{tiny_model.artifact_prefix}/{name}")
+    split = json.loads(default_storage.open(f"{tiny_model.artifact_prefix}/split.json").read())
+    assert not set(split["train"]) & set(split["test"])
+
+
+def test_prediction_run_succeeds_with_the_right_brand_and_similar_products(tiny_model):
+    from worker.services import prediction_run
+
+    upload = SimpleUploadedFile("blue.jpg", shoe_photo(BRAND_COLOURS["blueshoe"], 999, fmt="JPEG"))
+    prediction = prediction_create(upload=upload, channel="web", session_key="s")
+
+    prediction_run(prediction_id=str(prediction.id))
+
+    prediction.refresh_from_db()
+    assert prediction.status == Prediction.Status.SUCCEEDED, prediction.error_message
+    assert prediction.brand == "blueshoe"
+    assert prediction.brands[0]["name"] == "blueshoe" and prediction.brands[0]["probability"] > 0.5
+    assert abs(sum(b["probability"] for b in prediction.brands) - 1) < 0.01
+    assert prediction.price_low_usd <= prediction.price_estimate_usd <= prediction.price_high_usd
+    assert 1 <= len(prediction.similar) <= 5
+    assert len({s["product_id"] for s in prediction.similar}) == len(prediction.similar)
+    assert prediction.similar[0]["brand"] == "blueshoe" and prediction.similar[0]["image_url"]
+    assert prediction.cutout and prediction.cutout.read(8) == b"\x89PNG\r\n\x1a\n"
+    assert prediction.model_version == tiny_model and prediction.timings_ms["total"] > 0
+    # A rerun of a finished job changes nothing.
+    prediction_run(prediction_id=str(prediction.id))
+    assert Prediction.objects.get(id=prediction.id).attempts == 1
+
+
+def test_prediction_without_an_active_model_fails_with_a_code(settings):
+    from worker.services import prediction_run
+
+    prediction = prediction_create(upload=SimpleUploadedFile("x.png", shoe_photo((1, 2, 3), 1)), channel="web", session_key="s")
+    prediction_run(prediction_id=str(prediction.id))
+    prediction.refresh_from_db()
+    assert (prediction.status, prediction.error_code) == ("failed", "model_unavailable")
+
+
+def test_missing_artifact_fails_with_model_unavailable(tiny_model):
+    from worker import runtime
+    from worker.services import prediction_run
+
+    runtime.clear()
+    default_storage.delete(f"{tiny_model.artifact_prefix}/brand_head.npz")
+    prediction = prediction_create(upload=SimpleUploadedFile("x.png", shoe_photo((1, 2, 3), 1)), channel="web", session_key="s")
+    prediction_run(prediction_id=str(prediction.id))
+    prediction.refresh_from_db()
+    assert (prediction.status, prediction.error_code) == ("failed", "model_unavailable")
+
+
+def test_predict_command_prints_one_json_line_per_image_and_goes_on_after_a_bad_one(tiny_model, tmp_path, capsys):
+    good = tmp_path / "red.png"
+    good.write_bytes(shoe_photo(BRAND_COLOURS["redshoe"], 4242))
+    bad = tmp_path / "bad.jpg"
+    bad.write_bytes(b"not an image at all")
+    missing = tmp_path / "missing.jpg"
+
+    call_command("predict", str(good), str(bad), str(missing), "--json")
+
+    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines() if line.strip()]
+    assert [line["image"] for line in lines] == [str(good), str(bad), str(missing)]
+    first = lines[0]
+    assert set(first) == {"image", "brand", "brands", "price_usd", "similar", "timings_ms", "error"}
+    assert first["error"] is None and first["brand"] == "redshoe"
+    assert len(first["brands"]) == 2 and set(first["brands"][0]) == {"name", "probability"}
+    assert set(first["price_usd"]) == {"estimate", "low", "high"}
+    assert set(first["similar"][0]) >= {"product_id", "name", "brand", "price_usd", "score"}
+    assert lines[1]["error"]["code"] == "image_unreadable" and lines[1]["brand"] is None and lines[1]["similar"] is None
+    assert lines[2]["error"]["code"] == "file_unreadable"

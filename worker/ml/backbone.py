@@ -1,0 +1,197 @@
+"""Image embeddings from a Keras backbone (EfficientNet-Lite0 without its top, by default).
+
+TensorFlow and Keras are imported inside ``Backbone.__init__``, not at module import.
+
+Source of the model and its input normalisation: ``../shared/weights/README.md``
+(EfficientNet-Lite0, Tan & Le, "EfficientNet: Rethinking Model Scaling for Convolutional Neural
+Networks", ICML 2019; Lite variant from the TensorFlow TPU models repository). Input RGB in [0, 255]
+normalised as ``(x - 127) / 128``; output the 1280-wide global-average-pooled feature vector.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+from typing import Any, Final
+
+import numpy as np
+
+from worker.ml.errors import ModelError
+from worker.ml.images import square_pad_resize
+
+INPUT_SIZE: Final = 224
+"""Side, in pixels, of the square images the backbone embeds (EfficientNet-Lite0's training size)."""
+INPUT_OFFSET: Final = 127.0
+"""Normalisation ``(x - INPUT_OFFSET) / INPUT_SCALE`` of [0, 255] pixels (weights README)."""
+INPUT_SCALE: Final = 128.0
+FINGERPRINT_LENGTH: Final = 16
+"""Hex characters of the SHA-256 of the model file kept as its fingerprint (64 bits)."""
+
+
+def import_keras() -> Any:
+    """Import TensorFlow and Keras quietly and return the ``keras`` module.
+
+    Sets ``TF_CPP_MIN_LOG_LEVEL=2`` (hide TensorFlow's C++ INFO and WARNING lines) unless the
+    environment already sets it, and the Python ``tensorflow`` logger to ERROR.
+    """
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    import tensorflow as tf
+
+    tf.get_logger().setLevel("ERROR")
+    import keras
+
+    return keras
+
+
+def file_fingerprint(path: str | Path) -> str:
+    """First ``FINGERPRINT_LENGTH`` hex characters of the SHA-256 of a file's bytes.
+
+    Raises:
+        OSError: the file cannot be read.
+    """
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()[:FINGERPRINT_LENGTH]
+
+
+class Backbone:
+    """A Keras image model used as a fixed feature extractor.
+
+    Works for any single-input Keras 3 model with input ``(None, None, None, 3)`` or
+    ``(None, h, w, 3)`` and a 2-D output ``(None, D)``. Inputs are uint8 RGB; the model is called
+    directly (``model(x, training=False)``) inside a ``tf.function`` with a shape-agnostic signature,
+    which avoids ``Model.predict``'s per-call overhead and retracing per batch size.
+
+    Args:
+        path: a ``.keras`` file, e.g. ``efficientnet_lite0_imagenet_notop.keras``.
+        batch_size: images per forward pass in ``embed``.
+
+    Attributes:
+        path: the model file.
+        fingerprint: first 16 hex characters of the SHA-256 of the file (embedding-cache key; stored
+            in trained artifacts to check they match the backbone).
+        dim: embedding width D (1280 for EfficientNet-Lite0).
+        batch_size: as given.
+
+    Raises:
+        ModelError: the file is missing or Keras cannot load it, or the model's input or output does
+            not have the shapes above.
+        ValueError: ``batch_size < 1``.
+    """
+
+    def __init__(self, path: str | Path, *, batch_size: int = 32) -> None:
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be positive, got {batch_size}")
+        self.path = Path(path)
+        self.batch_size = batch_size
+        if not self.path.is_file():
+            raise ModelError(f"backbone model file not found: {self.path}")
+        try:
+            self.fingerprint = file_fingerprint(self.path)
+        except OSError as exc:
+            raise ModelError(f"cannot read backbone model {self.path}: {exc}") from exc
+        keras = import_keras()
+        import tensorflow as tf
+
+        try:
+            model = keras.saving.load_model(self.path, compile=False)
+        except Exception as exc:  # Keras raises ValueError, OSError, zipfile errors, ...
+            raise ModelError(f"cannot load backbone model {self.path}: {exc}") from exc
+        input_shape = model.input_shape
+        output_shape = model.output_shape
+        if (
+            not isinstance(input_shape, tuple)
+            or len(input_shape) != 4
+            or input_shape[-1] != 3
+            or not isinstance(output_shape, tuple)
+            or len(output_shape) != 2
+            or not output_shape[-1]
+        ):
+            raise ModelError(
+                f"{self.path}: expected input (None, H, W, 3) and output (None, D), got {input_shape} -> {output_shape}"
+            )
+        self.dim: int = int(output_shape[-1])
+        fixed = input_shape[1:3]
+        self._fixed_size: tuple[int, int] | None = (int(fixed[0]), int(fixed[1])) if fixed[0] and fixed[1] else None
+        self._model = model
+        self._tf = tf
+
+        signature = [tf.TensorSpec(shape=(None, None, None, 3), dtype=tf.uint8)]
+
+        def normalise(x: Any) -> Any:
+            return (tf.cast(x, tf.float32) - INPUT_OFFSET) / INPUT_SCALE
+
+        @tf.function(input_signature=signature)
+        def forward(x: Any) -> Any:
+            return model(normalise(x), training=False)
+
+        self._forward = forward
+        self._forward_resized: Any = None
+        if self._fixed_size is not None:
+            size = self._fixed_size
+
+            @tf.function(input_signature=signature)
+            def forward_resized(x: Any) -> Any:
+                resized = tf.image.resize(normalise(x), size, method="bilinear", antialias=True)
+                return model(resized, training=False)
+
+            self._forward_resized = forward_resized
+
+    def preprocess(self, rgb: np.ndarray) -> np.ndarray:
+        """Square-pad with white and resize to the backbone's input: ``square_pad_resize(rgb, 224)``.
+
+        Args:
+            rgb: ``(H, W, 3) uint8`` RGB.
+
+        Returns:
+            ``(224, 224, 3) uint8`` RGB.
+
+        Raises:
+            ValueError: ``rgb`` is not ``(H, W, 3) uint8``.
+        """
+        return square_pad_resize(rgb, size=INPUT_SIZE)
+
+    def embed(self, images: np.ndarray) -> np.ndarray:
+        """Embed a stack of square RGB images.
+
+        Args:
+            images: ``(N, S, S, 3) uint8`` RGB in [0, 255] (S = 224 normally; any S works; a model with
+                a fixed input size gets the images resized to it, bilinear with antialiasing).
+
+        Returns:
+            ``(N, D) float32``, each row L2-normalised (a zero row stays zero).
+
+        Raises:
+            ValueError: ``images`` is not a 4-D uint8 array with 3 channels.
+        """
+        if not isinstance(images, np.ndarray) or images.dtype != np.uint8 or images.ndim != 4 or images.shape[-1] != 3:
+            raise ValueError(
+                "expected an (N, S, S, 3) uint8 array, got "
+                f"{getattr(images, 'shape', None)} {getattr(images, 'dtype', type(images).__name__)}"
+            )
+        count = images.shape[0]
+        if count == 0:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        forward = self._forward
+        if self._fixed_size is not None and tuple(images.shape[1:3]) != self._fixed_size:
+            forward = self._forward_resized
+        chunks = []
+        for start in range(0, count, self.batch_size):
+            batch = self._tf.convert_to_tensor(images[start : start + self.batch_size])
+            chunks.append(np.asarray(forward(batch), dtype=np.float32))
+        vectors = np.concatenate(chunks, axis=0).reshape(count, self.dim)
+        return l2_normalise(vectors)
+
+
+def l2_normalise(vectors: np.ndarray) -> np.ndarray:
+    """Divide each row of an ``(N, D)`` array by its Euclidean norm; zero rows stay zero.
+
+    Returns:
+        ``(N, D) float32``.
+    """
+    vectors = np.asarray(vectors, dtype=np.float32)
+    norms = np.linalg.norm(vectors, axis=-1, keepdims=True)
+    return (vectors / np.maximum(norms, 1e-12)).astype(np.float32)

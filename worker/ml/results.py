@@ -1,0 +1,61 @@
+"""Small immutable result values of ``worker.ml``; standard library only (safe in the web process)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, slots=True)
+class BrandScore:
+    """One brand and its calibrated probability.
+
+    Attributes:
+        brand: the brand label as used in training (e.g. ``"nike"``).
+        probability: softmax probability in [0, 1] after temperature scaling.
+    """
+
+    brand: str
+    probability: float
+
+
+@dataclass(frozen=True, slots=True)
+class PriceEstimate:
+    """An estimated list price and its range, all in USD.
+
+    Attributes:
+        estimate: point estimate in USD (> 0).
+        low: lower end of the range in USD (<= estimate).
+        high: upper end of the range in USD (>= estimate).
+    """
+
+    estimate: float
+    low: float
+    high: float
+
+
+@dataclass(frozen=True, slots=True)
+class SimilarItem:
+    """A catalog product visually close to the query.
+
+    Attributes:
+        product_id: the catalog product's id (the id given to the similarity index at training time).
+        score: cosine similarity in [-1, 1] between the query embedding and the product's best image.
+    """
+
+    product_id: int
+    score: float
+
+
+@dataclass(frozen=True, slots=True)
+class ImageInfo:
+    """What ``worker.ml.images.inspect_image`` learnt about an upload.
+
+    Attributes:
+        format: Pillow format name, one of ``"JPEG"``, ``"PNG"``, ``"WEBP"``.
+        width: width in pixels as stored (before EXIF orientation).
+        height: height in pixels as stored (before EXIF orientation).
+    """
+
+    format: str
+    width: int
+    height: int
