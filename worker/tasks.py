@@ -71,7 +71,7 @@ def warm_models(**_: object) -> None:
 
         model_version = model_version_get_active()
         if model_version is not None:
-            runtime.pipeline_get(model_version)
+            runtime.pipeline_warm(runtime.pipeline_get(model_version))
             logger.info("warmed model version %s", model_version.name)
     except Exception:  # a worker without a model still starts; jobs then fail with model_unavailable
         logger.exception("could not warm the active model")

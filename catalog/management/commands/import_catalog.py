@@ -19,9 +19,12 @@ class Command(BaseCommand):
         if not manifest_path.is_file():
             raise CommandError(f"{manifest_path} does not exist")
 
+        step = {"next": 0}
+
         def progress(done: int, total: int) -> None:
-            self.stdout.write(f"  {done}/{total} rows", ending="\r" if done < total else "\n")
-            self.stdout.flush()
+            if done >= step["next"] or done == total:  # about every 10 %
+                self.stdout.write(f"  {done}/{total} rows")
+                step["next"] = done + max(total // 10, 1)
 
         try:
             report = catalog_import_manifest(manifest_path=manifest_path, progress=progress)

@@ -19,9 +19,12 @@ class Command(BaseCommand):
         from predictions.services import model_version_activate
         from worker.services import model_version_train
 
+        step = {"next": 0}
+
         def progress(done: int, total: int) -> None:
-            self.stdout.write(f"  embeddings {done}/{total}", ending="\r" if done < total else "\n")
-            self.stdout.flush()
+            if done >= step["next"] or done == total:  # about every 10 %
+                self.stdout.write(f"  embeddings {done}/{total}")
+                step["next"] = done + max(total // 10, 1)
 
         try:
             version = model_version_train(seed=seed, flip_augment=False if no_flip else None, progress=progress)

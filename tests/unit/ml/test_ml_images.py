@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from tests.unit.ml.conftest import draw_shoe, to_bytes
+from tests.unit.ml.ml_helpers import draw_shoe, to_bytes
 from worker.ml.errors import ImageError
 from worker.ml.images import (
     encode_jpeg,
@@ -128,6 +128,7 @@ def test_exif_orientation_6_rotates_the_picture():
     assert top_right[0] > 200 and top_right[1] < 80  # the red block moved to the top right
 
 
+@pytest.mark.filterwarnings("ignore:Corrupt EXIF data")
 def test_malformed_exif_is_tolerated():
     data = pil_bytes(Image.new("RGB", (50, 30), "green"), "JPEG", exif=b"Exif\x00\x00II*\x00\xff\xff\xff\x7fjunk")
     assert load_rgb(data).shape == (30, 50, 3)
@@ -197,7 +198,7 @@ def test_large_phone_photo_loads_downscaled_quickly():
     gradient = np.linspace(0, 255, 8000, dtype=np.uint8)
     image = Image.fromarray(np.broadcast_to(gradient[None, :, None], (6000, 8000, 3)).copy())
     data = pil_bytes(image, "JPEG", quality=80)  # 48 MP
-    assert inspect_image(data) .width == 8000
+    assert inspect_image(data).width == 8000
     started = time.perf_counter()
     rgb = load_rgb(data)
     elapsed = time.perf_counter() - started
