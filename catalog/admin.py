@@ -26,8 +26,10 @@ class BrandAdmin(admin.ModelAdmin):
     prepopulated_fields = {"slug": ("name",)}
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[Brand]:
-        return super().get_queryset(request).annotate(
-            _products=Count("products", distinct=True), _images=Count("images", distinct=True)
+        return (
+            super()
+            .get_queryset(request)
+            .annotate(_products=Count("products", distinct=True), _images=Count("images", distinct=True))
         )
 
     @admin.display(ordering="_products", description="products")
@@ -47,7 +49,13 @@ class PriceBandFilter(admin.SimpleListFilter):
     bands = {"lt75": (None, 75), "75-125": (75, 125), "125-175": (125, 175), "gte175": (175, None)}
 
     def lookups(self, request, model_admin):
-        return [("lt75", "< 75"), ("75-125", "75 – 125"), ("125-175", "125 – 175"), ("gte175", "≥ 175"), ("none", "unknown")]
+        return [
+            ("lt75", "< 75"),
+            ("75-125", "75 – 125"),
+            ("125-175", "125 – 175"),
+            ("gte175", "≥ 175"),
+            ("none", "unknown"),
+        ]
 
     def queryset(self, request, queryset):
         value = self.value()

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
@@ -112,8 +113,10 @@ def _import_row(*, row: dict[str, str], root: Path, known_shas: set[str], report
     if not brand_slug:
         raise ValueError("brand is empty")
     price = _parse_price(row.get("price_usd") or "")
-    path = (root / relative).resolve()
-    if not path.is_relative_to(root.resolve()):
+    # Refuse ".." and absolute paths that leave the manifest's folder (symlinks inside it are the
+    # operator's choice and are followed).
+    path = Path(os.path.normpath(root / relative))
+    if not path.is_relative_to(Path(os.path.normpath(root))):
         raise ValueError(f"image_path {relative!r} points outside the manifest's folder")
     if not path.is_file():
         raise ValueError(f"image file {relative!r} does not exist")

@@ -27,8 +27,15 @@ class ModelVersionAdmin(admin.ModelAdmin):
     list_display = ("name", "status", "top1", "top3", "log_loss", "price_mae", "price_baseline_mae", "created_at")
     list_filter = ("status",)
     readonly_fields = (
-        "name", "status", "artifact_prefix", "backbone_fingerprint", "classes", "metrics_pretty",
-        "training_seconds", "created_at", "activated_at",
+        "name",
+        "status",
+        "artifact_prefix",
+        "backbone_fingerprint",
+        "classes",
+        "metrics_pretty",
+        "training_seconds",
+        "created_at",
+        "activated_at",
     )
     exclude = ("metrics",)
     actions = ["activate"]

@@ -26,7 +26,11 @@ ERROR_SCHEMA = inline_serializer(
     fields={
         "error": inline_serializer(
             name="ErrorBody",
-            fields={"code": serializers.CharField(), "message": serializers.CharField(), "detail": serializers.DictField()},
+            fields={
+                "code": serializers.CharField(),
+                "message": serializers.CharField(),
+                "detail": serializers.DictField(),
+            },
         )
     },
 )
@@ -88,7 +92,11 @@ class PredictionOutputSerializer(serializers.Serializer):
     def get_price_usd(self, obj: Prediction) -> dict[str, float] | None:
         if obj.price_estimate_usd is None:
             return None
-        return {"estimate": float(obj.price_estimate_usd), "low": float(obj.price_low_usd), "high": float(obj.price_high_usd)}
+        return {
+            "estimate": float(obj.price_estimate_usd),
+            "low": float(obj.price_low_usd),
+            "high": float(obj.price_high_usd),
+        }
 
     @extend_schema_field(SimilarProductSerializer(many=True))
     def get_similar(self, obj: Prediction) -> list[dict[str, Any]]:
@@ -173,7 +181,10 @@ class PredictionDetailApi(APIView):
 
     @extend_schema(
         operation_id="predictions_retrieve",
-        responses={200: PredictionOutputSerializer, 404: OpenApiResponse(ERROR_SCHEMA, description="Not yours or no such id.")},
+        responses={
+            200: PredictionOutputSerializer,
+            404: OpenApiResponse(ERROR_SCHEMA, description="Not yours or no such id."),
+        },
     )
     def get(self, request: Request, prediction_id: str) -> Response:
         prediction = prediction_get_visible(prediction_id=prediction_id, user=request.user)

@@ -32,7 +32,9 @@ class ModelVersion(models.Model):
     class Meta:
         ordering = ["-created_at"]
         constraints = [
-            models.UniqueConstraint(fields=["status"], condition=Q(status="active"), name="predictions_one_active_model")
+            models.UniqueConstraint(
+                fields=["status"], condition=Q(status="active"), name="predictions_one_active_model"
+            )
         ]
 
     def __str__(self) -> str:

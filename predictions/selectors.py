@@ -11,7 +11,9 @@ from django.http import Http404
 from predictions.models import ModelVersion, Prediction
 
 
-def prediction_list_visible(*, user: AbstractBaseUser | AnonymousUser | None, session_key: str = "") -> QuerySet[Prediction]:
+def prediction_list_visible(
+    *, user: AbstractBaseUser | AnonymousUser | None, session_key: str = ""
+) -> QuerySet[Prediction]:
     """Predictions the caller may see: a signed-in user's own, else the anonymous session's own.
 
     Nobody sees another visitor's predictions; an anonymous caller without a session sees none.

@@ -60,20 +60,26 @@ def upload_view(request: HttpRequest) -> HttpResponse:
 @require_GET
 def detail_view(request: HttpRequest, prediction_id: str) -> HttpResponse:
     """The result page; while the job runs, its script polls ``status_view`` and reloads when done."""
-    prediction = prediction_get_visible(prediction_id=prediction_id, user=request.user, session_key=_session_key(request))
+    prediction = prediction_get_visible(
+        prediction_id=prediction_id, user=request.user, session_key=_session_key(request)
+    )
     return render(request, "predictions/detail.html", {"prediction": prediction})
 
 
 @require_GET
 def status_view(request: HttpRequest, prediction_id: str) -> JsonResponse:
     """Small JSON the result page polls: ``{"status", "terminal", "error"}``."""
-    prediction = prediction_get_visible(prediction_id=prediction_id, user=request.user, session_key=_session_key(request))
+    prediction = prediction_get_visible(
+        prediction_id=prediction_id, user=request.user, session_key=_session_key(request)
+    )
     return JsonResponse(
         {
             "id": str(prediction.id),
             "status": prediction.status,
             "terminal": prediction.is_terminal,
-            "error": {"code": prediction.error_code, "message": prediction.error_message} if prediction.error_code else None,
+            "error": {"code": prediction.error_code, "message": prediction.error_message}
+            if prediction.error_code
+            else None,
             "url": reverse("predictions:detail", args=[prediction.id]),
         }
     )

@@ -32,7 +32,9 @@ if not DEBUG:
     if SECRET_KEY == INSECURE_SECRET_KEY or len(SECRET_KEY) < 40:
         raise ImproperlyConfigured("DJANGO_SECRET_KEY must be set to a long random value when DJANGO_DEBUG is off.")
     if "*" in ALLOWED_HOSTS:
-        raise ImproperlyConfigured("DJANGO_ALLOWED_HOSTS must name the site's hosts, not '*', when DJANGO_DEBUG is off.")
+        raise ImproperlyConfigured(
+            "DJANGO_ALLOWED_HOSTS must name the site's hosts, not '*', when DJANGO_DEBUG is off."
+        )
     SESSION_COOKIE_SECURE = True
     CSRF_COOKIE_SECURE = True
     SECURE_SSL_REDIRECT = env.bool("DJANGO_SECURE_SSL_REDIRECT", default=True)

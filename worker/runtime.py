@@ -55,7 +55,9 @@ def artifact_local_dir(model_version: ModelVersion) -> Path:
     target = Path(settings.SNEAKERS_CACHE_DIR) / "models" / model_version.name
     if all((target / name).exists() for name in _present_files(model_version)):
         return target
-    staging = Path(tempfile.mkdtemp(prefix=f".{model_version.name}-", dir=target.parent if target.parent.exists() else None))
+    staging = Path(
+        tempfile.mkdtemp(prefix=f".{model_version.name}-", dir=target.parent if target.parent.exists() else None)
+    )
     try:
         for name in _present_files(model_version):
             storage_name = f"{model_version.artifact_prefix.rstrip('/')}/{name}"

@@ -23,7 +23,12 @@ from django.utils import timezone
 from catalog.selectors import product_get_many, training_rows
 from predictions.models import ModelVersion
 from predictions.selectors import model_version_get_active
-from predictions.services import model_version_create, prediction_claim, prediction_mark_failed, prediction_mark_succeeded
+from predictions.services import (
+    model_version_create,
+    prediction_claim,
+    prediction_mark_failed,
+    prediction_mark_succeeded,
+)
 from worker import runtime
 from worker.ml.artifact import ARTIFACT_FILES
 from worker.ml.errors import ImageError, ModelError
@@ -101,7 +106,9 @@ def prediction_run(*, prediction_id: str) -> None:
         with prediction.image.open("rb") as handle:
             data = handle.read()
     except FileNotFoundError:
-        prediction_mark_failed(prediction_id=prediction_id, code="upload_missing", message="The uploaded file is missing.")
+        prediction_mark_failed(
+            prediction_id=prediction_id, code="upload_missing", message="The uploaded file is missing."
+        )
         return
     try:
         pipeline = runtime.pipeline_get(model_version)

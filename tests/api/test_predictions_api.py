@@ -51,7 +51,9 @@ def test_upload_answers_202_with_location_and_the_detail_is_pollable(token_clien
 
 
 def test_bad_image_is_400_with_code_and_the_failed_prediction_is_kept(token_client):
-    response = token_client.post("/api/v1/predictions/", {"image": photo(data=b"%PDF-1.4 not an image")}, format="multipart")
+    response = token_client.post(
+        "/api/v1/predictions/", {"image": photo(data=b"%PDF-1.4 not an image")}, format="multipart"
+    )
     error = assert_error(response, 400, "image_unreadable")
     prediction = Prediction.objects.get(id=error["detail"]["prediction_id"])
     assert prediction.status == "failed"
@@ -64,13 +66,17 @@ def test_missing_file_field_is_400(token_client):
 
 
 def test_two_files_are_refused(token_client):
-    response = token_client.post("/api/v1/predictions/", {"image": [photo("a.jpg"), photo("b.jpg")]}, format="multipart")
+    response = token_client.post(
+        "/api/v1/predictions/", {"image": [photo("a.jpg"), photo("b.jpg")]}, format="multipart"
+    )
     assert_error(response, 400, "invalid")
     assert Prediction.objects.count() == 0
 
 
 def test_json_body_is_415(token_client):
-    assert_error(token_client.post("/api/v1/predictions/", {"image": "x"}, format="json"), 415, "unsupported_media_type")
+    assert_error(
+        token_client.post("/api/v1/predictions/", {"image": "x"}, format="json"), 415, "unsupported_media_type"
+    )
 
 
 def test_nobody_reads_or_lists_another_partners_predictions(token_client, other_token_client):
@@ -99,5 +105,10 @@ def test_schema_and_docs_are_served():
     schema = client.get("/api/schema/?format=json")
     assert schema.status_code == 200
     paths = schema.json()["paths"]
-    assert {"/api/v1/predictions/", "/api/v1/predictions/{prediction_id}/", "/api/v1/products/", "/api/v1/brands/"} <= set(paths)
+    assert {
+        "/api/v1/predictions/",
+        "/api/v1/predictions/{prediction_id}/",
+        "/api/v1/products/",
+        "/api/v1/brands/",
+    } <= set(paths)
     assert client.get("/api/docs/").status_code == 200

@@ -33,7 +33,13 @@ def test_upload_redirects_to_the_result_page_which_polls_until_done():
     page = client.get(response["Location"]).content.decode()
     assert "Looking at your photo" in page and f"/p/{prediction.id}/status/" in page
     status = client.get(f"/p/{prediction.id}/status/").json()
-    assert status == {"id": str(prediction.id), "status": "queued", "terminal": False, "error": None, "url": f"/p/{prediction.id}/"}
+    assert status == {
+        "id": str(prediction.id),
+        "status": "queued",
+        "terminal": False,
+        "error": None,
+        "url": f"/p/{prediction.id}/",
+    }
 
 
 def test_a_succeeded_result_shows_brand_price_and_similar_products():
@@ -47,7 +53,9 @@ def test_a_succeeded_result_shows_brand_price_and_similar_products():
         price_estimate_usd=61,
         price_low_usd=50,
         price_high_usd=75,
-        similar=[{"product_id": 1, "name": "Old Skool", "brand": "vans", "price_usd": 60.0, "score": 0.91, "image_url": None}],
+        similar=[
+            {"product_id": 1, "name": "Old Skool", "brand": "vans", "price_usd": 60.0, "score": 0.91, "image_url": None}
+        ],
         timings_ms={"total": 812.0},
     )
     html = client.get(f"/p/{prediction.id}/").content.decode()
@@ -91,7 +99,8 @@ def test_signed_in_user_owns_uploads_and_sees_them_from_another_session(user):
 def test_signup_creates_an_account_and_signs_in():
     client = Client()
     response = client.post(
-        "/accounts/signup/", {"username": "newbie", "password1": "a-long-pass-phrase-9", "password2": "a-long-pass-phrase-9"}
+        "/accounts/signup/",
+        {"username": "newbie", "password1": "a-long-pass-phrase-9", "password2": "a-long-pass-phrase-9"},
     )
     assert response.status_code == 302
     assert client.get("/").context["user"].username == "newbie"

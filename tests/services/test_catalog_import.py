@@ -31,6 +31,7 @@ def write_dataset(root: Path) -> Path:
     }
     for name, data in files.items():
         (root / name).write_bytes(data)
+    (root.parent / "outside.jpg").write_bytes(image_bytes("JPEG"))
     rows = [
         ["images/nike/a.png", "nike", "Nike Air Max 90 - Men's", "120.00", "repo", "src/a.jpg", "abc"],  # line 2
         ["images/nike/b.jpg", "nike", "Nike Air Max 90 - Men's", "120.00", "repo", "src/b.jpg", "abc"],  # line 3
@@ -40,6 +41,7 @@ def write_dataset(root: Path) -> Path:
         ["images/vans/broken.jpg", "vans", "Old Skool", "60", "repo", "", ""],  # line 7: undecodable
         ["images/vans/e.jpg", "vans", "Old Skool", "-5", "repo", "", ""],  # line 8: bad price
         ["images/vans/f.jpg", "vans", "Old Skool", "60", "repo", "", ""],  # line 9
+        ["../outside.jpg", "vans", "Old Skool", "60", "repo", "", ""],  # line 10: leaves the folder
     ]
     manifest = root / "manifest.csv"
     with manifest.open("w", newline="") as handle:
@@ -55,9 +57,10 @@ def test_import_groups_products_keeps_unnamed_images_and_reports_bad_rows(tmp_pa
 
     report = catalog_import_manifest(manifest_path=manifest)
 
-    assert report.rows == 8
+    assert report.rows == 9
     assert report.images_created == 5
-    assert [line for line, _ in report.errors] == [6, 7, 8]
+    assert [line for line, _ in report.errors] == [6, 7, 8, 10]
+    assert "outside" in report.errors[3][1]
     assert "does not exist" in report.errors[0][1]
     assert "price_usd" in report.errors[2][1]
     assert set(Brand.objects.values_list("slug", flat=True)) == {"nike", "vans"}
@@ -98,7 +101,7 @@ def test_import_command_prints_summary_and_bad_lines(tmp_path, capsys):
     manifest = write_dataset(tmp_path / "data")
     call_command("import_catalog", str(manifest.parent))
     out, err = capsys.readouterr()
-    assert "5 images added" in out and "3 bad rows skipped" in out
+    assert "5 images added" in out and "4 bad rows skipped" in out
     assert "manifest.csv:7:" in err
 
 

@@ -54,7 +54,11 @@ def test_refused_upload_is_kept_as_failed_with_its_bytes():
 def test_oversize_upload_is_refused_with_413_and_not_stored(settings):
     settings.SNEAKERS_UPLOAD_MAX_BYTES = 1000
     with pytest.raises(ApplicationError) as caught:
-        prediction_create(upload=upload(image_bytes("PNG", size=(300, 300), mode="RGB") + b"\0" * 2000), channel="web", session_key="s")
+        prediction_create(
+            upload=upload(image_bytes("PNG", size=(300, 300), mode="RGB") + b"\0" * 2000),
+            channel="web",
+            session_key="s",
+        )
     assert caught.value.code == "image_too_large" and caught.value.status_code == 413
     prediction = Prediction.objects.get(id=caught.value.extra["prediction_id"])
     assert prediction.status == Prediction.Status.FAILED and not prediction.image
@@ -92,7 +96,9 @@ def test_mark_failed_does_not_touch_terminal_rows():
 
 
 def test_first_model_version_is_active_and_activation_retires_the_previous():
-    kwargs = dict(artifact_prefix="models/x", backbone_fingerprint="f", classes=["a", "b"], metrics={}, training_seconds=1.0)
+    kwargs = dict(
+        artifact_prefix="models/x", backbone_fingerprint="f", classes=["a", "b"], metrics={}, training_seconds=1.0
+    )
     first = model_version_create(name="v1", **kwargs)
     second = model_version_create(name="v2", **kwargs)
     assert first.status == ModelVersion.Status.ACTIVE and second.status == ModelVersion.Status.CANDIDATE

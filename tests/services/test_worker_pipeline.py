@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pytest
 from django.core.files.storage import default_storage
@@ -70,7 +69,9 @@ def test_prediction_run_succeeds_with_the_right_brand_and_similar_products(tiny_
 def test_prediction_without_an_active_model_fails_with_a_code(settings):
     from worker.services import prediction_run
 
-    prediction = prediction_create(upload=SimpleUploadedFile("x.png", shoe_photo((1, 2, 3), 1)), channel="web", session_key="s")
+    prediction = prediction_create(
+        upload=SimpleUploadedFile("x.png", shoe_photo((1, 2, 3), 1)), channel="web", session_key="s"
+    )
     prediction_run(prediction_id=str(prediction.id))
     prediction.refresh_from_db()
     assert (prediction.status, prediction.error_code) == ("failed", "model_unavailable")
@@ -82,7 +83,9 @@ def test_missing_artifact_fails_with_model_unavailable(tiny_model):
 
     runtime.clear()
     default_storage.delete(f"{tiny_model.artifact_prefix}/brand_head.npz")
-    prediction = prediction_create(upload=SimpleUploadedFile("x.png", shoe_photo((1, 2, 3), 1)), channel="web", session_key="s")
+    prediction = prediction_create(
+        upload=SimpleUploadedFile("x.png", shoe_photo((1, 2, 3), 1)), channel="web", session_key="s"
+    )
     prediction_run(prediction_id=str(prediction.id))
     prediction.refresh_from_db()
     assert (prediction.status, prediction.error_code) == ("failed", "model_unavailable")

@@ -15,7 +15,8 @@ ROOT = Path(__file__).resolve().parents[2]
 PROBE = """
 import sys
 import sneakers.wsgi
-import sneakers.urls, predictions.views, predictions.apis, catalog.apis, accounts.views, predictions.services, worker.tasks
+import sneakers.urls, predictions.views, predictions.apis, catalog.apis, accounts.views
+import predictions.services, worker.tasks
 from django.test import Client
 from django.conf import settings
 settings.ALLOWED_HOSTS = ["testserver"]
@@ -27,7 +28,9 @@ print("HEAVY:" + ",".join(heavy))
 
 def test_web_entry_point_and_views_do_not_import_ml_libraries(tmp_path):
     env = {"DJANGO_SETTINGS_MODULE": "sneakers.settings", "SNEAKERS_VAR_DIR": str(tmp_path), "PATH": "/usr/bin:/bin"}
-    result = subprocess.run([sys.executable, "-c", PROBE], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+    result = subprocess.run(
+        [sys.executable, "-c", PROBE], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120
+    )
     assert result.returncode == 0, result.stderr
     heavy_line = [line for line in result.stdout.splitlines() if line.startswith("HEAVY:")][0]
     assert heavy_line == "HEAVY:", f"web process imported: {heavy_line[6:]}"

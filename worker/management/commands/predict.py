@@ -11,7 +11,9 @@ EMPTY_RESULT = {"brand": None, "brands": None, "price_usd": None, "similar": Non
 
 
 class Command(BaseCommand):
-    help = "Run the active model's prediction pipeline on image files; a bad image reports an error and the run goes on."
+    help = (
+        "Run the active model's prediction pipeline on image files; a bad image reports an error and the run goes on."
+    )
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("images", nargs="+", type=Path)

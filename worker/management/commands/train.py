@@ -11,7 +11,9 @@ class Command(BaseCommand):
     help = "Train brand and price heads and the similarity index on the catalog; register a ModelVersion."
 
     def add_arguments(self, parser: CommandParser) -> None:
-        parser.add_argument("--seed", type=int, default=None, help="Split and fit seed (default SNEAKERS_TRAINING_SEED).")
+        parser.add_argument(
+            "--seed", type=int, default=None, help="Split and fit seed (default SNEAKERS_TRAINING_SEED)."
+        )
         parser.add_argument("--no-flip", action="store_true", help="Skip horizontal-flip augmentation.")
         parser.add_argument("--activate", action="store_true", help="Activate the new version even if one is active.")
 
@@ -34,5 +36,7 @@ class Command(BaseCommand):
             model_version_activate(model_version=version)
         self.stdout.write(json.dumps(version.metrics, indent=2))
         self.stdout.write(
-            self.style.SUCCESS(f"model version {version.name} ({version.status}) trained in {version.training_seconds} s")
+            self.style.SUCCESS(
+                f"model version {version.name} ({version.status}) trained in {version.training_seconds} s"
+            )
         )
