@@ -82,6 +82,8 @@ class BrandHead:
             raise ValueError(
                 f"weights must be (D, C) with C = len(classes) >= 2; got {weights.shape} for {n_classes} classes"
             )
+        if len(set(self.classes)) != n_classes:
+            raise ValueError(f"class names must be unique: {self.classes}")
         if bias.shape != (n_classes,):
             raise ValueError(f"bias must be ({n_classes},), got {bias.shape}")
         if not np.isfinite(self.temperature) or self.temperature <= 0:

@@ -17,8 +17,8 @@ def build_tiny_backbone(path: Path, *, dim: int = 16, seed: int = 0) -> Path:
 
     Layers: Conv2D(8, 3x3, stride 2, ReLU) -> Conv2D(16, 3x3, stride 2, ReLU) ->
     GlobalAveragePooling2D -> Dense(dim). Weights come from seeded Glorot-uniform initialisers, so the
-    same ``seed`` gives the same file contents' weights (the file's bytes, and so
-    ``Backbone.fingerprint``, may still differ between saves because of archive timestamps).
+    same ``seed`` gives the same weights (the file's bytes, and so ``Backbone.fingerprint``, may still
+    differ between saves because the archive records a save time).
 
     Args:
         path: where to write the model; should end in ``.keras``. Parent folders are created.

@@ -53,6 +53,8 @@ def test_one_class_is_refused():
     x, _ = blobs(5, ["nike"])
     with pytest.raises(ValueError):
         fit_brand_head(x, ["nike"] * 5, seed=0)
+    with pytest.raises(ValueError):
+        BrandHead(classes=("nike", "nike"), weights=np.zeros((8, 2)), bias=np.zeros(2))
 
 
 def test_temperature_flattens_and_softmax_is_stable():
