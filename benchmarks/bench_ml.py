@@ -151,6 +151,12 @@ def main() -> None:
     parser.add_argument("--limit", type=int, default=None, help="train on a random subset of N catalog images")
     parser.add_argument("--wild-limit", type=int, default=None, help="evaluate on about N wild photos")
     parser.add_argument("--no-flip", action="store_true", help="no mirrored training images")
+    parser.add_argument(
+        "--train-background",
+        choices=("none", "u2netp"),
+        default="none",
+        help="background removal on non-plain catalog photos before embedding them for training",
+    )
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--shared", type=Path, default=SHARED)
     parser.add_argument("--cache-dir", type=Path, default=ROOT / "var" / "cache" / "embeddings")
@@ -194,11 +200,20 @@ def main() -> None:
 
     started = time.perf_counter()
     result = train_model(
-        samples, backbone=backbone, cache=cache, seed=args.seed, flip_augment=not args.no_flip, progress=progress
+        samples,
+        backbone=backbone,
+        cache=cache,
+        seed=args.seed,
+        flip_augment=not args.no_flip,
+        remover=u2net if args.train_background == "u2netp" else None,
+        progress=progress,
     )
     train_seconds = time.perf_counter() - started
     print(json.dumps(result.metrics, sort_keys=True), flush=True)
-    stamp(f"train_model wall time: {train_seconds:.1f} s (flip_augment={not args.no_flip})")
+    stamp(
+        f"train_model wall time: {train_seconds:.1f} s "
+        f"(flip_augment={not args.no_flip}, train_background={args.train_background})"
+    )
     if args.save is not None:
         result.artifact.save(args.save)
 

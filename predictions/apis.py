@@ -22,7 +22,7 @@ from predictions.selectors import prediction_get_visible, prediction_list_visibl
 from predictions.services import prediction_create
 
 ERROR_SCHEMA = inline_serializer(
-    name="Error",
+    name="ErrorResponse",
     fields={
         "error": inline_serializer(
             name="ErrorBody",
@@ -60,7 +60,7 @@ class SimilarProductSerializer(serializers.Serializer):
     image_url = serializers.CharField(allow_null=True)
 
 
-class ErrorSerializer(serializers.Serializer):
+class PredictionErrorSerializer(serializers.Serializer):
     code = serializers.CharField()
     message = serializers.CharField()
 
@@ -118,7 +118,7 @@ class PredictionOutputSerializer(serializers.Serializer):
     def get_model_version(self, obj: Prediction) -> str | None:
         return obj.model_version.name if obj.model_version_id else None
 
-    @extend_schema_field(ErrorSerializer(allow_null=True))
+    @extend_schema_field(PredictionErrorSerializer(allow_null=True))
     def get_error(self, obj: Prediction) -> dict[str, str] | None:
         return {"code": obj.error_code, "message": obj.error_message} if obj.error_code else None
 

@@ -112,3 +112,11 @@ def test_schema_and_docs_are_served():
         "/api/v1/brands/",
     } <= set(paths)
     assert client.get("/api/docs/").status_code == 200
+
+
+def test_openapi_schema_generates_without_warnings_and_validates(tmp_path):
+    from django.core.management import call_command
+
+    target = tmp_path / "schema.yml"
+    call_command("spectacular", "--fail-on-warn", "--validate", "--file", str(target))
+    assert "/api/v1/predictions/" in target.read_text()
