@@ -20,6 +20,7 @@ from rest_framework.views import APIView
 from predictions.models import Prediction
 from predictions.selectors import prediction_get_visible, prediction_list_visible
 from predictions.services import prediction_create
+from sneakers.throttling import UploadRateThrottle
 
 ERROR_SCHEMA = inline_serializer(
     name="ErrorResponse",
@@ -139,6 +140,13 @@ class PredictionCollectionApi(APIView):
 
     parser_classes = [MultiPartParser, FormParser]
 
+    def get_throttles(self):
+        """Uploads count against the upload rate as well as the read rate."""
+        throttles = super().get_throttles()
+        if self.request.method == "POST":
+            throttles.append(UploadRateThrottle())
+        return throttles
+
     class InputSerializer(serializers.Serializer):
         image = serializers.FileField(help_text="A JPEG, PNG or WebP photo (multipart/form-data).")
 
@@ -151,6 +159,7 @@ class PredictionCollectionApi(APIView):
             401: OpenApiResponse(ERROR_SCHEMA, description="No or bad token."),
             413: OpenApiResponse(ERROR_SCHEMA, description="File over the size limit."),
             415: OpenApiResponse(ERROR_SCHEMA, description="Not JPEG, PNG or WebP."),
+            429: OpenApiResponse(ERROR_SCHEMA, description="Over the upload rate; see Retry-After."),
         },
     )
     def post(self, request: Request) -> Response:

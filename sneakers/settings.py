@@ -159,13 +159,23 @@ SNEAKERS_DATASET_DIR = Path(env.str("SNEAKERS_DATASET_DIR", default=str(SHARED_D
 SNEAKERS_CACHE_DIR = Path(env.str("SNEAKERS_CACHE_DIR", default=str(VAR_DIR / "cache")))
 SNEAKERS_TRAINING_SEED = env.int("SNEAKERS_TRAINING_SEED", default=42)
 
+# --- Cache (API throttle counters) ---------------------------------------------------------------
+# Local memory by default (counters per process); Redis in production, e.g. redis://host:6379/1.
+CACHES = {"default": env.cache("CACHE_URL", default="locmemcache://")}
+
 # --- REST framework ----------------------------------------------------------------------------
+SNEAKERS_API_RATES = {
+    "upload": env.str("SNEAKERS_API_UPLOAD_RATE", default="60/min"),
+    "read": env.str("SNEAKERS_API_READ_RATE", default="600/min"),
+    "anon": env.str("SNEAKERS_API_ANON_RATE", default="120/min"),
+}
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
         "rest_framework.authentication.TokenAuthentication",
         "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    "DEFAULT_THROTTLE_CLASSES": ["sneakers.throttling.ReadRateThrottle", "sneakers.throttling.AnonReadRateThrottle"],
     "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.PageNumberPagination",
     "PAGE_SIZE": env.int("SNEAKERS_API_PAGE_SIZE", default=20),
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",

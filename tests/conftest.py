@@ -20,9 +20,15 @@ def image_bytes(fmt: str = "JPEG", size: tuple[int, int] = (64, 48), color=(200,
 
 @pytest.fixture(autouse=True)
 def _isolated_storage(settings, tmp_path: Path) -> None:
-    """Media and caches under the test's own temporary folder; nothing touches ``var/``."""
+    """Media and caches under the test's own temporary folder; nothing touches ``var/``.
+
+    The Django cache (API throttle counters) starts empty in every test.
+    """
+    from django.core.cache import cache
+
     settings.MEDIA_ROOT = tmp_path / "media"
     settings.SNEAKERS_CACHE_DIR = tmp_path / "cache"
+    cache.clear()
 
 
 @pytest.fixture

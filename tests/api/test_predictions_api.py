@@ -120,3 +120,18 @@ def test_openapi_schema_generates_without_warnings_and_validates(tmp_path):
     target = tmp_path / "schema.yml"
     call_command("spectacular", "--fail-on-warn", "--validate", "--file", str(target))
     assert "/api/v1/predictions/" in target.read_text()
+
+
+def test_uploads_over_the_rate_get_429_with_retry_after_per_token(settings, token_client, other_token_client):
+    settings.SNEAKERS_API_RATES = {**settings.SNEAKERS_API_RATES, "upload": "2/min"}
+    for _ in range(2):
+        assert token_client.post("/api/v1/predictions/", {"image": photo()}, format="multipart").status_code == 202
+
+    refused = token_client.post("/api/v1/predictions/", {"image": photo()}, format="multipart")
+
+    error = assert_error(refused, 429, "throttled")
+    assert 0 < int(refused["Retry-After"]) <= 60 and error["detail"]["retry_after_seconds"] > 0
+    assert Prediction.objects.count() == 2  # refused before anything was stored
+    # Another partner's token has its own budget; reads are not counted as uploads.
+    assert other_token_client.post("/api/v1/predictions/", {"image": photo()}, format="multipart").status_code == 202
+    assert token_client.get("/api/v1/predictions/").status_code == 200
