@@ -26,6 +26,8 @@ class ModelVersion(models.Model):
     classes = models.JSONField(default=list, help_text="Brand slugs, in the order of the classifier's outputs.")
     metrics = models.JSONField(default=dict, blank=True)
     training_seconds = models.FloatField(null=True, blank=True)
+    load_error = models.TextField(blank=True, help_text="Set by a worker that could not load this version.")
+    load_checked_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     activated_at = models.DateTimeField(null=True, blank=True)
 
@@ -103,6 +105,7 @@ class Prediction(models.Model):
     attempts = models.PositiveIntegerField(default=0)
 
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+    enqueued_at = models.DateTimeField(null=True, blank=True, help_text="Last time the broker accepted its task.")
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
 

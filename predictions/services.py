@@ -8,6 +8,8 @@ from __future__ import annotations
 import hashlib
 import logging
 from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -16,6 +18,7 @@ from django.contrib.auth.models import AbstractBaseUser
 from django.core.files.base import ContentFile
 from django.core.files.uploadedfile import UploadedFile
 from django.db import transaction
+from django.db.models import Q
 from django.utils import timezone
 
 from predictions.models import ModelVersion, Prediction
@@ -115,9 +118,63 @@ def prediction_enqueue(*, prediction_id: Any) -> bool:
     try:
         predict.delay(str(prediction_id))
     except Exception:  # kombu raises transport-specific errors; any of them means "not sent"
-        logger.exception("could not enqueue prediction %s; it stays queued", prediction_id)
+        logger.exception("could not enqueue prediction %s; it stays queued for the sweeper", prediction_id)
         return False
+    Prediction.objects.filter(id=prediction_id).update(enqueued_at=timezone.now())
     return True
+
+
+@dataclass(frozen=True)
+class SweepReport:
+    """What one ``prediction_sweep`` did (counts of predictions)."""
+
+    requeued: int
+    retried: int
+    failed: int
+
+
+def prediction_sweep(*, now: datetime | None = None) -> SweepReport:
+    """Recover jobs that a broker outage or a dead worker left behind; run periodically (Celery beat).
+
+    - ``queued`` predictions whose task the broker has not accepted for
+      ``SNEAKERS_REQUEUE_AFTER_SECONDS`` (never, or long ago) are enqueued again; duplicates are
+      harmless because a task claims its row with a conditional update.
+    - ``running`` predictions started more than ``SNEAKERS_STUCK_AFTER_SECONDS`` ago (longer than the
+      task's hard time limit, so their worker is gone: killed, out of memory, host lost) go back to
+      ``queued`` and are enqueued, until ``SNEAKERS_MAX_ATTEMPTS`` attempts; then they fail with
+      ``worker_lost``.
+    """
+    now = now or timezone.now()
+    requeue_before = now - timedelta(seconds=settings.SNEAKERS_REQUEUE_AFTER_SECONDS)
+    stuck_before = now - timedelta(seconds=settings.SNEAKERS_STUCK_AFTER_SECONDS)
+    batch = settings.SNEAKERS_SWEEP_BATCH
+
+    stale = Prediction.objects.filter(status=Prediction.Status.QUEUED).filter(
+        Q(enqueued_at__lt=requeue_before) | Q(enqueued_at__isnull=True, created_at__lt=requeue_before)
+    )
+    requeued = sum(prediction_enqueue(prediction_id=pk) for pk in stale.values_list("id", flat=True)[:batch])
+
+    retried = failed = 0
+    stuck = Prediction.objects.filter(status=Prediction.Status.RUNNING, started_at__lt=stuck_before)
+    for pk, attempts, started_at in stuck.values_list("id", "attempts", "started_at")[:batch]:
+        if attempts >= settings.SNEAKERS_MAX_ATTEMPTS:
+            prediction_mark_failed(
+                prediction_id=pk,
+                code="worker_lost",
+                message=f"The job was interrupted {attempts} times (worker killed or lost) and was given up.",
+            )
+            failed += 1
+            continue
+        # Conditional on started_at: a worker that claimed it again in the meantime keeps it.
+        changed = Prediction.objects.filter(id=pk, status=Prediction.Status.RUNNING, started_at=started_at).update(
+            status=Prediction.Status.QUEUED
+        )
+        if changed:
+            retried += 1
+            prediction_enqueue(prediction_id=pk)
+    if requeued or retried or failed:
+        logger.warning("sweep: %d requeued, %d retried, %d failed", requeued, retried, failed)
+    return SweepReport(requeued=requeued, retried=retried, failed=failed)
 
 
 def prediction_claim(*, prediction_id: Any) -> Prediction | None:
@@ -225,3 +282,8 @@ def model_version_create(
     if first and activate_if_first:
         model_version_activate(model_version=version)
     return version
+
+
+def model_version_report_load(*, model_version: ModelVersion, error: str = "") -> None:
+    """Record whether a worker could load this version (``error`` empty when it could); health shows it."""
+    ModelVersion.objects.filter(id=model_version.id).update(load_error=error[:2000], load_checked_at=timezone.now())

@@ -211,6 +211,7 @@ else:
     # exceed the longest task (training) so running jobs are not handed out twice.
     CELERY_BROKER_TRANSPORT_OPTIONS = {
         "visibility_timeout": env.int("CELERY_VISIBILITY_TIMEOUT", default=3 * 3600),
+        "socket_connect_timeout": 2,
     }
 CELERY_RESULT_BACKEND = env.str("CELERY_RESULT_BACKEND", default="") or None
 CELERY_TASK_IGNORE_RESULT = True
@@ -221,9 +222,25 @@ CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_DEFAULT_QUEUE = "default"
 CELERY_TASK_ROUTES = {
     "worker.tasks.predict": {"queue": "inference"},
+    "worker.tasks.sweep": {"queue": "default"},
     "worker.tasks.train": {"queue": "training"},
     "worker.tasks.import_catalog": {"queue": "ingest"},
 }
+# Fail fast when the broker is down at upload time: the upload is kept `queued` and the sweeper
+# enqueues it once the broker is back (seconds).
+CELERY_BROKER_CONNECTION_TIMEOUT = env.float("CELERY_BROKER_CONNECTION_TIMEOUT", default=2.0)
+CELERY_TASK_PUBLISH_RETRY_POLICY = {"max_retries": 1, "interval_start": 0, "interval_step": 0.5, "interval_max": 0.5}
+CELERY_BEAT_SCHEDULE = {
+    "sweep-predictions": {
+        "task": "worker.tasks.sweep",
+        "schedule": env.float("SNEAKERS_SWEEP_INTERVAL_SECONDS", default=30.0),
+    },
+}
+SNEAKERS_REQUEUE_AFTER_SECONDS = env.int("SNEAKERS_REQUEUE_AFTER_SECONDS", default=120)
+# Longer than the predict task's hard time limit (360 s), so only jobs whose worker died are swept.
+SNEAKERS_STUCK_AFTER_SECONDS = env.int("SNEAKERS_STUCK_AFTER_SECONDS", default=600)
+SNEAKERS_MAX_ATTEMPTS = env.int("SNEAKERS_MAX_ATTEMPTS", default=3)
+SNEAKERS_SWEEP_BATCH = env.int("SNEAKERS_SWEEP_BATCH", default=500)
 CELERY_TASK_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True

@@ -2,18 +2,13 @@
 
 from django.conf import settings
 from django.contrib import admin
-from django.http import HttpRequest, JsonResponse
+from django.http import HttpRequest
 from django.urls import include, path, re_path
 from django.views.static import serve
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from sneakers import exceptions
-
-
-def healthz(request: HttpRequest) -> JsonResponse:
-    """Liveness of the web process: ``{"status": "ok"}``."""
-    return JsonResponse({"status": "ok"})
-
+from sneakers.health import health, healthz
 
 api_v1 = (
     [
@@ -31,6 +26,7 @@ urlpatterns = [
     path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
     path("healthz", healthz, name="healthz"),
+    path("health/", health, name="health"),
 ]
 
 if settings.SERVE_MEDIA:

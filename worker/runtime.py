@@ -16,6 +16,7 @@ from django.conf import settings
 from django.core.files.storage import default_storage
 
 from predictions.models import ModelVersion
+from predictions.services import model_version_report_load
 from worker.ml.artifact import ARTIFACT_FILES, ModelArtifact
 from worker.ml.errors import ModelError
 
@@ -84,15 +85,31 @@ def pipeline_get(model_version: ModelVersion):
     """The ``worker.ml.pipeline.Pipeline`` of a model version, built once per process.
 
     Only the latest version asked for stays cached, so a worker that switches versions frees the old
-    heads. Raises ``ModelError`` when weights or artifact files are missing or corrupt.
+    heads. Raises ``ModelError`` when weights or artifact files are missing or corrupt; the error is
+    recorded on the version (``load_error``) so the health endpoint and admin show it.
     """
-    from worker.ml.pipeline import Pipeline
-
     key = (model_version.id, str(settings.SNEAKERS_BACKBONE_PATH))
     with _lock:
         pipeline = _pipelines.get(key)
     if pipeline is not None:
         return pipeline
+    try:
+        pipeline = _pipeline_build(model_version)
+    except ModelError as exc:
+        model_version_report_load(model_version=model_version, error=str(exc))
+        raise
+    if model_version.load_error or model_version.load_checked_at is None:
+        model_version_report_load(model_version=model_version)
+    with _lock:
+        _pipelines.clear()
+        _pipelines[key] = pipeline
+    return pipeline
+
+
+def _pipeline_build(model_version: ModelVersion):
+    """Load the artifact and weights of a version into a ``Pipeline``; raises ``ModelError``."""
+    from worker.ml.pipeline import Pipeline
+
     artifact = ModelArtifact.load(artifact_local_dir(model_version))
     pipeline = Pipeline(
         artifact,
@@ -101,9 +118,6 @@ def pipeline_get(model_version: ModelVersion):
         max_bytes=settings.SNEAKERS_UPLOAD_MAX_BYTES,
         max_pixels=settings.SNEAKERS_UPLOAD_MAX_PIXELS,
     )
-    with _lock:
-        _pipelines.clear()
-        _pipelines[key] = pipeline
     return pipeline
 
 

@@ -62,6 +62,19 @@ def train(seed: int | None = None) -> str:
     return model_version_train(seed=seed).name
 
 
+@shared_task(name="worker.tasks.sweep", acks_late=True, soft_time_limit=60, time_limit=90)
+def sweep() -> dict[str, int]:
+    """Re-enqueue stale ``queued`` jobs and retry or fail jobs whose worker died (queue ``default``).
+
+    Scheduled by Celery beat every ``SNEAKERS_SWEEP_INTERVAL_SECONDS``; see
+    ``predictions.services.prediction_sweep``.
+    """
+    from predictions.services import prediction_sweep
+
+    report = prediction_sweep()
+    return {"requeued": report.requeued, "retried": report.retried, "failed": report.failed}
+
+
 @worker_process_init.connect
 def warm_models(**_: object) -> None:
     """Load the active model in each new worker process so the first job does not pay for it."""

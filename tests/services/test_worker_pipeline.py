@@ -110,3 +110,17 @@ def test_predict_command_prints_one_json_line_per_image_and_goes_on_after_a_bad_
     assert set(first["similar"][0]) >= {"product_id", "name", "brand", "price_usd", "score"}
     assert lines[1]["error"]["code"] == "image_unreadable" and lines[1]["brand"] is None and lines[1]["similar"] is None
     assert lines[2]["error"]["code"] == "file_unreadable"
+
+
+def test_a_version_that_fails_to_load_is_reported_on_the_row(tiny_model):
+    from worker import runtime
+    from worker.services import prediction_run
+
+    runtime.clear()
+    default_storage.delete(f"{tiny_model.artifact_prefix}/index.npz")
+    prediction = prediction_create(
+        upload=SimpleUploadedFile("x.png", shoe_photo((1, 2, 3), 1)), channel="web", session_key="s"
+    )
+    prediction_run(prediction_id=str(prediction.id))
+    tiny_model.refresh_from_db()
+    assert tiny_model.load_error and tiny_model.load_checked_at
