@@ -61,6 +61,11 @@ class SimilarProductSerializer(serializers.Serializer):
     image_url = serializers.CharField(allow_null=True)
 
 
+class AbstainSerializer(serializers.Serializer):
+    reason = serializers.ChoiceField(choices=["not_footwear", "low_confidence"])
+    score = serializers.FloatField(help_text="Footwear probability, or calibrated top-1 probability.")
+
+
 class PredictionErrorSerializer(serializers.Serializer):
     code = serializers.CharField()
     message = serializers.CharField()
@@ -75,7 +80,8 @@ class PredictionOutputSerializer(serializers.Serializer):
     created_at = serializers.DateTimeField()
     finished_at = serializers.DateTimeField(allow_null=True)
     brand = serializers.SerializerMethodField()
-    brands = BrandScoreSerializer(many=True)
+    brands = BrandScoreSerializer(many=True, help_text="Top-3 guesses, also when the model abstains.")
+    abstain = AbstainSerializer(allow_null=True, help_text="Set when no brand is given: not footwear, or not sure.")
     price_usd = serializers.SerializerMethodField()
     similar = serializers.SerializerMethodField()
     image_url = serializers.SerializerMethodField()
@@ -85,7 +91,7 @@ class PredictionOutputSerializer(serializers.Serializer):
     error = serializers.SerializerMethodField()
     url = serializers.SerializerMethodField()
 
-    @extend_schema_field(serializers.CharField(allow_null=True, help_text="Top-1 brand slug."))
+    @extend_schema_field(serializers.CharField(allow_null=True, help_text="Top-1 brand slug; null when abstaining."))
     def get_brand(self, obj: Prediction) -> str | None:
         return obj.brand or None
 

@@ -60,7 +60,8 @@ class Prediction(models.Model):
     """One uploaded photo and what the pipeline said about it.
 
     Owned by a user or, for anonymous visitors, by their session key; nobody else may read it.
-    ``brands`` is the top-3 as ``[{"name": slug, "probability": float}]``; ``similar`` the top-5
+    ``brands`` is the top-3 as ``[{"name": slug, "probability": float}]``, kept as guesses when the
+    model abstains (``abstain`` set, ``brand`` empty); ``similar`` the top-5
     catalog products as ``[{"product_id", "name", "brand", "price_usd", "score"}]`` (a snapshot, so
     history stays readable if the catalog changes); prices are USD; ``timings_ms`` per stage.
     """
@@ -89,8 +90,13 @@ class Prediction(models.Model):
     sha256 = models.CharField(max_length=64, db_index=True, blank=True)
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.QUEUED, db_index=True)
 
-    brand = models.CharField(max_length=50, blank=True, help_text="Top-1 brand slug.")
+    brand = models.CharField(max_length=50, blank=True, help_text="Top-1 brand slug; empty when abstaining.")
     brands = models.JSONField(default=list, blank=True)
+    abstain = models.JSONField(
+        null=True,
+        blank=True,
+        help_text='Why no brand is given: {"reason": "not_footwear" | "low_confidence", "score"}.',
+    )
     price_estimate_usd = models.DecimalField(max_digits=10, decimal_places=2, null=True, blank=True)
     price_low_usd = models.DecimalField(max_digits=10, decimal_places=2, null=True, blank=True)
     price_high_usd = models.DecimalField(max_digits=10, decimal_places=2, null=True, blank=True)

@@ -210,6 +210,7 @@ def prediction_mark_succeeded(
     cutout_png: bytes,
     background_method: str,
     timings_ms: dict[str, float],
+    abstain: dict[str, Any] | None = None,
 ) -> Prediction:
     """Store a finished result on a ``running`` prediction and mark it ``succeeded``.
 
@@ -219,11 +220,14 @@ def prediction_mark_succeeded(
         similar: ``[{"product_id", "name", "brand", "price_usd", "score"}]``, best first.
         cutout_png: the background-removed image the model looked at, PNG bytes.
         timings_ms: milliseconds per pipeline stage.
+        abstain: ``{"reason": "not_footwear" | "low_confidence", "score": float}`` when the model
+            declines to name a brand (``brand`` stays empty, ``brands`` keeps the guesses), else None.
     """
     prediction.status = Prediction.Status.SUCCEEDED
     prediction.model_version = model_version
     prediction.brands = list(brands)
-    prediction.brand = brands[0]["name"] if brands else ""
+    prediction.abstain = abstain
+    prediction.brand = brands[0]["name"] if brands and abstain is None else ""
     prediction.price_estimate_usd = _money(price["estimate"]) if price else None
     prediction.price_low_usd = _money(price["low"]) if price else None
     prediction.price_high_usd = _money(price["high"]) if price else None

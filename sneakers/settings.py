@@ -158,6 +158,16 @@ SNEAKERS_BACKGROUND_MODEL_PATH = Path(
 )
 SNEAKERS_BACKGROUND_METHOD = env.str("SNEAKERS_BACKGROUND_METHOD", default="u2netp")  # u2netp | grabcut | none
 SNEAKERS_DATASET_DIR = Path(env.str("SNEAKERS_DATASET_DIR", default=str(SHARED_DIR / "datasets" / "sneakers")))
+# Real-world photos (validation, threshold tuning, held-out evaluation) and non-footwear photos
+# (the "not a sneaker" threshold); training goes on without them when the folders are absent.
+SNEAKERS_WILD_DIR = Path(env.str("SNEAKERS_WILD_DIR", default=str(SHARED_DIR / "datasets" / "sneakers_wild")))
+SNEAKERS_NEGATIVES_DIR = Path(env.str("SNEAKERS_NEGATIVES_DIR", default=str(SHARED_DIR / "datasets" / "negatives")))
+SNEAKERS_IMAGENET_CLASSIFIER_PATH = Path(
+    env.str(
+        "SNEAKERS_IMAGENET_CLASSIFIER_PATH", default=str(SHARED_DIR / "weights" / "efficientnet_lite0_imagenet.keras")
+    )
+)
+SNEAKERS_FINETUNE = env.bool("SNEAKERS_FINETUNE", default=False)
 SNEAKERS_CACHE_DIR = Path(env.str("SNEAKERS_CACHE_DIR", default=str(VAR_DIR / "cache")))
 SNEAKERS_TRAINING_SEED = env.int("SNEAKERS_TRAINING_SEED", default=42)
 

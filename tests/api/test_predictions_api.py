@@ -135,3 +135,16 @@ def test_uploads_over_the_rate_get_429_with_retry_after_per_token(settings, toke
     # Another partner's token has its own budget; reads are not counted as uploads.
     assert other_token_client.post("/api/v1/predictions/", {"image": photo()}, format="multipart").status_code == 202
     assert token_client.get("/api/v1/predictions/").status_code == 200
+
+
+def test_an_abstained_result_has_no_brand_but_keeps_the_guesses(token_client):
+    body = token_client.post("/api/v1/predictions/", {"image": photo()}, format="multipart").json()
+    Prediction.objects.filter(id=body["id"]).update(
+        status="succeeded",
+        brand="",
+        abstain={"reason": "low_confidence", "score": 0.4},
+        brands=[{"name": "nike", "probability": 0.4}],
+    )
+    detail = token_client.get(f"/api/v1/predictions/{body['id']}/").json()
+    assert detail["brand"] is None and detail["abstain"] == {"reason": "low_confidence", "score": 0.4}
+    assert detail["brands"] == [{"name": "nike", "probability": 0.4}]

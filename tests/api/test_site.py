@@ -104,3 +104,24 @@ def test_signup_creates_an_account_and_signs_in():
     )
     assert response.status_code == 302
     assert client.get("/").context["user"].username == "newbie"
+
+
+@pytest.mark.parametrize(
+    ("abstain", "heading"),
+    [
+        ({"reason": "not_footwear", "score": 0.02}, "This doesn't look like a sneaker"),
+        ({"reason": "low_confidence", "score": 0.41}, "Not sure which brand this is"),
+    ],
+)
+def test_an_abstention_says_so_plainly_and_still_shows_the_guesses(abstain, heading):
+    client = Client()
+    post_photo(client)
+    prediction = Prediction.objects.get()
+    Prediction.objects.filter(id=prediction.id).update(
+        status="succeeded",
+        brand="",
+        abstain=abstain,
+        brands=[{"name": "nike", "probability": 0.41}, {"name": "adidas", "probability": 0.39}],
+    )
+    html = client.get(f"/p/{prediction.id}/").content.decode()
+    assert heading in html and "Best guesses" in html and "Nike" in html and "41%" in html
