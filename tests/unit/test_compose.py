@@ -29,6 +29,7 @@ def test_app_services_point_at_postgres_and_redis_and_wait_for_them():
         env = services[name]["environment"]
         assert env["DATABASE_URL"].startswith("postgres://") and "@postgres:5432/" in env["DATABASE_URL"]
         assert env["CELERY_BROKER_URL"].startswith("redis://redis:6379")
+        assert env["CACHE_URL"].startswith("redis://redis:6379")  # shared API throttle counters
         assert env["DJANGO_DEBUG"] == "false" and "DJANGO_SECRET_KEY" in env
         assert set(services[name]["depends_on"]) == {"postgres", "redis"}
         assert "../shared:/shared:ro" in services[name]["volumes"]
