@@ -11,7 +11,6 @@ from __future__ import annotations
 import contextlib
 import io
 import os
-import shutil
 import signal
 import socket
 import subprocess
@@ -23,27 +22,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from django.conf import settings
 from PIL import Image
 
 from predictions.models import Prediction
-from tests.tiny_catalog import build_tiny_catalog
+from tests.e2e.conftest import process_env, require_services
 
 ROOT = Path(__file__).resolve().parents[2]
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
-
-
-def _require() -> None:
-    reasons = []
-    if settings.DATABASES["default"]["ENGINE"] != "django.db.backends.postgresql":
-        reasons.append("DATABASE_URL is not PostgreSQL")
-    if shutil.which("redis-server") is None:
-        reasons.append("redis-server is not installed")
-    if reasons:
-        message = "fault tests need real services (run `make test`): " + "; ".join(reasons)
-        if os.environ.get("CI") == "true":
-            pytest.fail(message)
-        pytest.skip(message)
 
 
 def _free_port() -> int:
@@ -189,43 +174,24 @@ def _upload(port: int, token: str, data: bytes) -> tuple[int, dict]:
 
 
 @pytest.fixture
-def stack(settings, tmp_path, tiny_backbone_path):
-    _require()
-    from django.contrib.auth import get_user_model
-
-    from accounts.services import partner_token_get_or_create
-    from tests.e2e.test_upload_to_result import _database_url
-    from worker import runtime
-    from worker.services import model_version_train
-
-    settings.SNEAKERS_BACKBONE_PATH = tiny_backbone_path
-    settings.SNEAKERS_BACKGROUND_METHOD = "none"
-    runtime.clear()
-    build_tiny_catalog()
-    model_version_train(seed=0)
-    user = get_user_model().objects.create_user(username="partner", password="pw-partner-123")
-    token = partner_token_get_or_create(user=user).key
-
+def stack(settings, tmp_path, tiny_backbone_path, e2e_model, partner_token):
+    require_services(broker_is_redis=False, redis_server=True)
     redis_port, web_port = _free_port(), _free_port()
-    env = {
-        **os.environ,
-        "DATABASE_URL": _database_url(),
-        "CELERY_BROKER_URL": f"redis://127.0.0.1:{redis_port}/0",
-        "CELERY_BROKER_CONNECTION_TIMEOUT": "1",
-        "DJANGO_MEDIA_ROOT": str(settings.MEDIA_ROOT),
-        "SNEAKERS_CACHE_DIR": str(settings.SNEAKERS_CACHE_DIR),
-        "SNEAKERS_BACKBONE_PATH": str(tiny_backbone_path),
-        "SNEAKERS_BACKGROUND_METHOD": "grabcut",
-        "SNEAKERS_VAR_DIR": str(tmp_path / "var"),
-        "SNEAKERS_SWEEP_INTERVAL_SECONDS": "1",
-        "SNEAKERS_REQUEUE_AFTER_SECONDS": "2",
-        "SNEAKERS_STUCK_AFTER_SECONDS": "3",
-    }
+    env = process_env(
+        tmp_path,
+        tiny_backbone_path,
+        f"redis://127.0.0.1:{redis_port}/0",
+        CELERY_BROKER_CONNECTION_TIMEOUT="1",
+        SNEAKERS_BACKGROUND_METHOD="grabcut",
+        SNEAKERS_SWEEP_INTERVAL_SECONDS="1",
+        SNEAKERS_REQUEUE_AFTER_SECONDS="2",
+        SNEAKERS_STUCK_AFTER_SECONDS="3",
+    )
     processes = Processes(tmp_path, env, redis_port, web_port)
     try:
         processes.start_redis()
         processes.start_web()
-        yield processes, token
+        yield processes, partner_token
     finally:
         processes.stop_all()
 
