@@ -7,6 +7,7 @@ from rest_framework.permissions import AllowAny
 
 from catalog.models import Brand, Product, ProductImage
 from catalog.selectors import brand_list, product_list
+from sneakers.openapi import BAD_FILTER, NOT_FOUND
 
 
 class BrandSerializer(serializers.ModelSerializer):
@@ -57,6 +58,10 @@ class ProductFilter(filters.FilterSet):
         fields = ("brand", "min_price", "max_price", "q")
 
 
+@extend_schema_view(
+    list=extend_schema(responses={200: BrandSerializer(many=True), 404: NOT_FOUND}),
+    retrieve=extend_schema(responses={200: BrandSerializer, 404: NOT_FOUND}),
+)
 class BrandViewSet(viewsets.ReadOnlyModelViewSet):
     """The brands the catalog knows (public, paginated)."""
 
@@ -68,7 +73,13 @@ class BrandViewSet(viewsets.ReadOnlyModelViewSet):
         return brand_list()
 
 
-@extend_schema_view(list=extend_schema(parameters=[OpenApiParameter("brand", str, description="Brand slug.")]))
+@extend_schema_view(
+    list=extend_schema(
+        parameters=[OpenApiParameter("brand", str, description="Brand slug.")],
+        responses={200: ProductSerializer(many=True), 400: BAD_FILTER, 404: NOT_FOUND},
+    ),
+    retrieve=extend_schema(responses={200: ProductSerializer, 404: NOT_FOUND}),
+)
 class ProductViewSet(viewsets.ReadOnlyModelViewSet):
     """Listed catalog products with prices and image URLs (public, paginated, filterable)."""
 

@@ -20,21 +20,8 @@ from rest_framework.views import APIView
 from predictions.models import Prediction
 from predictions.selectors import prediction_get_visible, prediction_list_visible
 from predictions.services import prediction_create
+from sneakers.openapi import ERROR_SCHEMA, NOT_FOUND, PAGE_PARAMETERS
 from sneakers.throttling import UploadRateThrottle
-
-ERROR_SCHEMA = inline_serializer(
-    name="ErrorResponse",
-    fields={
-        "error": inline_serializer(
-            name="ErrorBody",
-            fields={
-                "code": serializers.CharField(),
-                "message": serializers.CharField(),
-                "detail": serializers.DictField(),
-            },
-        )
-    },
-)
 
 
 def _absolute(request: Request, url: str) -> str:
@@ -134,6 +121,17 @@ class PredictionOutputSerializer(serializers.Serializer):
         return self.context["request"].build_absolute_uri(reverse("api:prediction-detail", args=[obj.id]))
 
 
+PREDICTION_PAGE = inline_serializer(
+    name="PaginatedPredictionOutputList",
+    fields={
+        "count": serializers.IntegerField(),
+        "next": serializers.URLField(allow_null=True),
+        "previous": serializers.URLField(allow_null=True),
+        "results": PredictionOutputSerializer(many=True),
+    },
+)
+
+
 class PredictionPagination(PageNumberPagination):
     """``?page=N``; ``page_size`` from ``REST_FRAMEWORK["PAGE_SIZE"]``, ``?page_size=`` up to 100."""
 
@@ -154,7 +152,10 @@ class PredictionCollectionApi(APIView):
         return throttles
 
     class InputSerializer(serializers.Serializer):
-        image = serializers.FileField(help_text="A JPEG, PNG or WebP photo (multipart/form-data).")
+        # Empty files reach the service, which keeps them as failed predictions (code image_empty).
+        image = serializers.FileField(
+            allow_empty_file=True, help_text="A JPEG, PNG or WebP photo (multipart/form-data)."
+        )
 
     @extend_schema(
         operation_id="predictions_create",
@@ -180,7 +181,11 @@ class PredictionCollectionApi(APIView):
         body = PredictionOutputSerializer(prediction, context={"request": request}).data
         return Response(body, status=status.HTTP_202_ACCEPTED, headers={"Location": body["url"]})
 
-    @extend_schema(operation_id="predictions_list", responses={200: PredictionOutputSerializer(many=True)})
+    @extend_schema(
+        operation_id="predictions_list",
+        parameters=PAGE_PARAMETERS,
+        responses={200: PREDICTION_PAGE, 404: NOT_FOUND},
+    )
     def get(self, request: Request) -> Response:
         paginator = PredictionPagination()
         page = paginator.paginate_queryset(
@@ -198,7 +203,7 @@ class PredictionDetailApi(APIView):
         operation_id="predictions_retrieve",
         responses={
             200: PredictionOutputSerializer,
-            404: OpenApiResponse(ERROR_SCHEMA, description="Not yours or no such id."),
+            404: NOT_FOUND,
         },
     )
     def get(self, request: Request, prediction_id: str) -> Response:

@@ -17,6 +17,7 @@ section 4.6.4); ``Image.resize(..., reducing_gap=...)`` reduces by an integer fa
 from __future__ import annotations
 
 import io
+import zlib
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Final
@@ -37,6 +38,13 @@ from worker.ml.results import ImageInfo
 
 ALLOWED_FORMATS: Final = ("JPEG", "PNG", "WEBP")
 """Pillow format names accepted for uploads."""
+
+FORMAT_ALIASES: Final = {"MPO": "JPEG"}
+"""Pillow format names that are one of ``ALLOWED_FORMATS`` in disguise. Pillow opens a JPEG that carries
+a CIPA DC-007 Multi-Picture Format index with more than one image as ``"MPO"``: phone photos with an HDR
+gain map (Android Ultra HDR, iPhone HDR) or a depth map are such files. They are plain JPEG files whose
+first image is the photo; ``inspect_image`` reports them as ``"JPEG"`` and ``load_rgb`` decodes that
+first image."""
 
 DEFAULT_MAX_BYTES: Final = 25 * 1024 * 1024
 """Largest upload in bytes (25 MiB): room for 20 MB phone photos."""
@@ -67,6 +75,7 @@ PLAIN_MIN_SHARE: Final = 0.7
 
 _SIXTEEN_BIT_MODES: Final = frozenset({"I;16", "I;16L", "I;16B", "I;16N"})
 _TRANSPARENT_MODES: Final = frozenset({"RGBA", "LA", "PA", "RGBa", "La"})
+_UNREADABLE_MESSAGE: Final = "The file is not a readable image (corrupt, truncated or not an image)."
 _RESAMPLE: Final = Image.Resampling.LANCZOS
 _REDUCING_GAP: Final = 3.0
 
@@ -87,7 +96,7 @@ def _decode_errors() -> Iterator[None]:
     except Exception as exc:  # broad on purpose: see docstring
         raise ImageError(
             IMAGE_UNREADABLE,
-            "The file is not a readable image (corrupt, truncated or not an image).",
+            _UNREADABLE_MESSAGE,
         ) from exc
 
 
@@ -104,7 +113,7 @@ def _open_checked(data: bytes, *, max_bytes: int, max_pixels: int) -> Image.Imag
         raise ImageError(IMAGE_TOO_LARGE, f"The file has {len(data)} bytes; the limit is {max_bytes} bytes.")
     with _decode_errors():
         image = Image.open(io.BytesIO(data))
-        fmt = image.format
+        fmt = _format_name(image)
         width, height = image.size
     if fmt not in ALLOWED_FORMATS:
         raise ImageError(
@@ -124,11 +133,17 @@ def _open_checked(data: bytes, *, max_bytes: int, max_pixels: int) -> Image.Imag
     return image
 
 
+def _format_name(image: Image.Image) -> str | None:
+    """Pillow's format name of an opened image, with ``FORMAT_ALIASES`` applied (``"MPO"`` -> ``"JPEG"``)."""
+    fmt = image.format
+    return FORMAT_ALIASES.get(fmt, fmt) if fmt is not None else None
+
+
 def _draft_jpeg(image: Image.Image, max_side: int) -> None:
     """Ask the JPEG decoder to scale by 1/2, 1/4 or 1/8 while keeping the longest side >= max_side."""
     width, height = image.size
     scale = max_side / max(width, height)
-    if image.format == "JPEG" and scale < 0.5:
+    if _format_name(image) == "JPEG" and scale < 0.5:
         image.draft(image.mode, (max(1, int(width * scale + 1)), max(1, int(height * scale + 1))))
 
 
@@ -142,9 +157,11 @@ def inspect_image(
 
     Checks, in order: not empty; at most ``max_bytes`` bytes; Pillow can read the header; the format is
     one of ``ALLOWED_FORMATS``; width x height at most ``max_pixels``; both sides at least ``MIN_SIDE``
-    pixels; the data is complete (PNG: ``Image.verify`` checks every chunk's CRC; JPEG: a decode at
-    1/8 scale via ``Image.draft``; WebP: a full decode). Animated images are fine (the first frame is
-    what ``load_rgb`` uses).
+    pixels; the data is complete (PNG: ``Image.verify`` checks every chunk's CRC, then
+    ``_check_png_pixel_data`` inflates the image data in bounded pieces, without keeping it, and checks
+    its length and row filter bytes; JPEG: a decode at 1/8 scale via ``Image.draft``; WebP: a full
+    decode). Animated images are fine (the first frame is what ``load_rgb`` uses). A multi-picture JPEG
+    (Pillow's ``"MPO"``, e.g. a phone photo with an HDR gain map) is reported as ``"JPEG"``.
 
     Args:
         data: the uploaded file's bytes.
@@ -159,15 +176,115 @@ def inspect_image(
             ``image_format_unsupported``, ``image_too_many_pixels`` or ``image_too_small``.
     """
     image = _open_checked(data, max_bytes=max_bytes, max_pixels=max_pixels)
-    info = ImageInfo(format=str(image.format), width=image.size[0], height=image.size[1])
+    info = ImageInfo(format=str(_format_name(image)), width=image.size[0], height=image.size[1])
     with _decode_errors():
         if info.format == "PNG":
             image.verify()
+            _check_png_pixel_data(data)
         else:
             if info.format == "JPEG":
                 _draft_jpeg(image, 1)
             image.load()
     return info
+
+
+# PNG specification (W3C, 3rd edition), section 7 (image data: one filter-type byte, 0-4, before each
+# scanline), 8.2 (Adam7 passes: first column and row, column and row steps) and 11.2.1 (IHDR: bit depth,
+# colour type -> samples per pixel).
+_PNG_SIGNATURE: Final = b"\x89PNG\r\n\x1a\n"
+_PNG_SAMPLES: Final = {0: 1, 2: 3, 3: 1, 4: 2, 6: 4}
+_ADAM7: Final = ((0, 0, 8, 8), (4, 0, 8, 8), (0, 4, 4, 8), (2, 0, 4, 4), (0, 2, 2, 4), (1, 0, 2, 2), (0, 1, 1, 2))
+_INFLATE_PIECE: Final = 1 << 20
+"""Bytes of decompressed PNG image data held at once by ``_check_png_pixel_data``."""
+
+
+def _png_scanlines(width: int, height: int, bits_per_pixel: int, interlaced: bool) -> list[tuple[int, int]]:
+    """``(bytes per scanline including the filter byte, number of scanlines)`` for each pass."""
+    passes = _ADAM7 if interlaced else ((0, 0, 1, 1),)
+    lines = []
+    for x0, y0, dx, dy in passes:
+        pass_width = (width - x0 + dx - 1) // dx if width > x0 else 0
+        pass_height = (height - y0 + dy - 1) // dy if height > y0 else 0
+        if pass_width and pass_height:
+            lines.append((1 + (pass_width * bits_per_pixel + 7) // 8, pass_height))
+    return lines
+
+
+def _check_png_pixel_data(data: bytes) -> None:
+    """Check that a PNG's IDAT stream inflates to exactly the scanlines IHDR announces, with valid filters.
+
+    ``Image.verify`` checks chunk CRCs but does not inflate the image data, so a PNG whose IDAT holds a
+    corrupt or short zlib stream (with correct CRCs) would pass it and fail only in the worker. This
+    inflates the stream in pieces of at most ``_INFLATE_PIECE`` bytes, keeping none of it, so memory stays
+    small whatever the image size (time is that of zlib: 0.2 s for a 64 MP RGBA PNG here). Data beyond the
+    announced scanlines is ignored, as decoders do. Call it after ``Image.verify`` (chunks well formed).
+
+    Raises:
+        ImageError: ``image_unreadable`` when the stream is corrupt or short, or a filter byte is not 0-4.
+    """
+    unreadable = ImageError(IMAGE_UNREADABLE, _UNREADABLE_MESSAGE)
+    view = memoryview(data)
+    if bytes(view[:8]) != _PNG_SIGNATURE or len(data) < 33 or bytes(view[12:16]) != b"IHDR":
+        raise unreadable
+    width, height = int.from_bytes(view[16:20], "big"), int.from_bytes(view[20:24], "big")
+    bit_depth, colour_type, interlace = view[24], view[25], view[28]
+    if colour_type not in _PNG_SAMPLES or interlace not in (0, 1):
+        raise unreadable
+    lines = _png_scanlines(width, height, _PNG_SAMPLES[colour_type] * bit_depth, interlace == 1)
+    # Offsets of every scanline's filter byte in the inflated stream, pass after pass, as ranges.
+    starts: list[tuple[int, int, int]] = []  # (first offset, stride, count)
+    offset = 0
+    for stride, count in lines:
+        starts.append((offset, stride, count))
+        offset += stride * count
+    expected = offset
+
+    inflater = zlib.decompressobj()
+    produced = 0
+    position = 8
+    while position + 8 <= len(data) and produced < expected:
+        length = int.from_bytes(view[position : position + 4], "big")
+        kind = bytes(view[position + 4 : position + 8])
+        payload = view[position + 8 : position + 8 + length]
+        position += 12 + length
+        if kind == b"IEND":
+            break
+        if kind != b"IDAT":
+            continue
+        pending = bytes(payload)
+        while pending and produced < expected:
+            try:
+                piece = inflater.decompress(pending, min(_INFLATE_PIECE, expected - produced))
+            except zlib.error as exc:
+                raise unreadable from exc
+            _check_filter_bytes(piece, produced, starts)
+            produced += len(piece)
+            if inflater.eof or not piece:
+                break
+            pending = inflater.unconsumed_tail
+        if inflater.eof:
+            break
+    if produced < expected:
+        raise unreadable
+
+
+def _check_filter_bytes(piece: bytes, base: int, starts: list[tuple[int, int, int]]) -> None:
+    """Raise ``image_unreadable`` when a scanline filter byte inside ``piece`` (at stream offset ``base``) exceeds 4."""
+    if not piece:
+        return
+    end = base + len(piece)
+    values = np.frombuffer(piece, dtype=np.uint8)
+    for first, stride, count in starts:
+        last = first + stride * (count - 1)
+        if last < base or first >= end:
+            continue
+        k0 = max(0, -(-(base - first) // stride))
+        k1 = min(count - 1, (end - 1 - first) // stride)
+        if k1 < k0:
+            continue
+        offsets = first + stride * np.arange(k0, k1 + 1, dtype=np.int64) - base
+        if np.any(values[offsets] > 4):
+            raise ImageError(IMAGE_UNREADABLE, _UNREADABLE_MESSAGE)
 
 
 def load_rgb(
@@ -179,7 +296,9 @@ def load_rgb(
 ) -> np.ndarray:
     """Decode image bytes to an upright RGB array whose longest side is at most ``max_side``.
 
-    Steps: the checks of ``inspect_image`` (size, header, format, pixel count, minimum side); JPEG
+    Steps: the checks of ``inspect_image`` (size, header, format, pixel count, minimum side; for PNG the
+    length and filter bytes of the inflated image data, since Pillow itself decodes a PNG whose data
+    stops early by leaving the missing rows black; chunk CRCs are not checked here); JPEG
     decoded with ``Image.draft`` so that large photos are scaled down by the decoder; the first frame of
     an animated image; EXIF orientation applied (``ImageOps.exif_transpose``; malformed EXIF is ignored);
     conversion to RGB: transparency (RGBA, LA, PA, palette or colour-key ``transparency``) composited
@@ -204,6 +323,8 @@ def load_rgb(
     if max_side < MIN_SIDE:
         raise ValueError(f"max_side must be at least {MIN_SIDE}, got {max_side}")
     image = _open_checked(data, max_bytes=max_bytes, max_pixels=max_pixels)
+    if _format_name(image) == "PNG":
+        _check_png_pixel_data(data)  # Pillow fills missing PNG rows with black instead of failing
     with _decode_errors():
         _draft_jpeg(image, max_side)
         image.load()

@@ -263,3 +263,84 @@ def test_web_modules_import_no_heavy_libraries():
         "assert not loaded, loaded"
     )
     subprocess.run([sys.executable, "-c", code], check=True, cwd=str(__import__("pathlib").Path(__file__).parents[3]))
+
+
+# --- multi-picture JPEG and PNG pixel data (issue 4 hardening) ----------------------------------
+
+
+def test_multi_picture_jpeg_is_a_jpeg_and_loads_its_first_image():
+    # Phones write HDR gain maps and depth maps as a second image behind a Multi-Picture index; Pillow
+    # opens such files as "MPO". They used to be refused as an unsupported format.
+    first, second = Image.new("RGB", (64, 48), (255, 0, 0)), Image.new("RGB", (64, 48), (0, 0, 255))
+    data = pil_bytes(first, "MPO", save_all=True, append_images=[second])
+    assert Image.open(io.BytesIO(data)).format == "MPO"
+    assert inspect_image(data).format == "JPEG"
+    rgb = load_rgb(data)
+    assert rgb.shape == (48, 64, 3)
+    assert rgb[24, 32, 0] > 240 and rgb[24, 32, 2] < 20
+
+
+def png_from_scanlines(width: int, height: int, scanlines: bytes, *, interlace: int = 0) -> bytes:
+    """An 8-bit RGB PNG whose IDAT holds ``zlib.compress(scanlines)``; every chunk CRC is right."""
+
+    def chunk(kind: bytes, payload: bytes) -> bytes:
+        return struct.pack(">I", len(payload)) + kind + payload + struct.pack(">I", zlib.crc32(kind + payload))
+
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, interlace)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(scanlines)) + chunk(b"IEND", b"")
+
+
+def grey_rows(width: int, rows: int, filter_byte: int = 0) -> bytes:
+    return (bytes([filter_byte]) + b"\x80" * (3 * width)) * rows
+
+
+@pytest.mark.parametrize(
+    ("label", "scanlines"),
+    [
+        ("not a zlib stream", bytes(range(256)) * 2),
+        ("half the rows", grey_rows(32, 16)),
+        ("one byte short", grey_rows(32, 32)[:-1]),
+        ("filter byte 9", grey_rows(32, 32, filter_byte=9)),
+        ("no rows", b""),
+    ],
+)
+def test_png_with_valid_crcs_but_bad_pixel_data_is_unreadable(label, scanlines):
+    if label == "not a zlib stream":
+        data = _png_with_raw_idat(32, 32, scanlines)
+    else:
+        data = png_from_scanlines(32, 32, scanlines)
+    Image.open(io.BytesIO(data)).verify()  # Pillow's own check passes: the CRCs are right
+    assert error_code(inspect_image, data) == "image_unreadable"
+    assert error_code(load_rgb, data) == "image_unreadable"
+
+
+def _png_with_raw_idat(width: int, height: int, idat: bytes) -> bytes:
+    def chunk(kind: bytes, payload: bytes) -> bytes:
+        return struct.pack(">I", len(payload)) + kind + payload + struct.pack(">I", zlib.crc32(kind + payload))
+
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", idat) + chunk(b"IEND", b"")
+
+
+def test_png_pixel_data_check_accepts_interlaced_and_extra_data():
+    # Adam7, 20 x 18: passes of 3x3, 2x3, 5x2, 5x5, 10x4, 10x9, 20x9 pixels (PNG spec 8.2).
+    widths_heights = [(3, 3), (2, 3), (5, 2), (5, 5), (10, 4), (10, 9), (20, 9)]
+    scanlines = b"".join(grey_rows(w, h) for w, h in widths_heights)
+    data = png_from_scanlines(20, 18, scanlines, interlace=1)
+    assert inspect_image(data).width == 20
+    assert load_rgb(data)[0, 0].tolist() == [128, 128, 128]
+    assert error_code(inspect_image, png_from_scanlines(20, 18, scanlines[:-1], interlace=1)) == "image_unreadable"
+    # Bytes beyond the announced rows are ignored, as decoders do.
+    assert inspect_image(png_from_scanlines(32, 32, grey_rows(32, 33))).height == 32
+
+
+@pytest.mark.parametrize("mode", ["1", "L", "P", "RGB", "RGBA", "LA", "I;16"])
+def test_png_pixel_data_check_accepts_every_mode_pillow_writes(mode):
+    assert inspect_image(pil_bytes(Image.new(mode, (37, 23)), "PNG")).height == 23
+
+
+def test_png_pixel_data_check_is_fast_on_a_64_megapixel_png():
+    data = pil_bytes(Image.new("RGBA", (8000, 8000)), "PNG", compress_level=1)  # 256 MB of pixels, ~1 MB file
+    started = time.perf_counter()
+    assert inspect_image(data).width == 8000
+    assert time.perf_counter() - started < 3.0  # bounded pieces; measured 0.2 s (generous bound for CI)
