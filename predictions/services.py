@@ -136,9 +136,12 @@ class SweepReport:
 def prediction_sweep(*, now: datetime | None = None) -> SweepReport:
     """Recover jobs that a broker outage or a dead worker left behind; run periodically (Celery beat).
 
-    - ``queued`` predictions whose task the broker has not accepted for
-      ``SNEAKERS_REQUEUE_AFTER_SECONDS`` (never, or long ago) are enqueued again; duplicates are
-      harmless because a task claims its row with a conditional update.
+    - ``queued`` predictions whose task the broker never accepted (broker down at upload), older
+      than ``SNEAKERS_REQUEUE_AFTER_SECONDS``, are enqueued again.
+    - ``queued`` predictions the broker accepted more than ``SNEAKERS_REQUEUE_LOST_AFTER_SECONDS``
+      ago are presumed lost (a broker restarted without persistence) and enqueued again. This must
+      exceed the longest expected queue wait, or waiting jobs get duplicate messages (harmless —
+      a task claims its row with a conditional update — but they lengthen the queue).
     - ``running`` predictions started more than ``SNEAKERS_STUCK_AFTER_SECONDS`` ago (longer than the
       task's hard time limit, so their worker is gone: killed, out of memory, host lost) go back to
       ``queued`` and are enqueued, until ``SNEAKERS_MAX_ATTEMPTS`` attempts; then they fail with
@@ -146,11 +149,12 @@ def prediction_sweep(*, now: datetime | None = None) -> SweepReport:
     """
     now = now or timezone.now()
     requeue_before = now - timedelta(seconds=settings.SNEAKERS_REQUEUE_AFTER_SECONDS)
+    lost_before = now - timedelta(seconds=settings.SNEAKERS_REQUEUE_LOST_AFTER_SECONDS)
     stuck_before = now - timedelta(seconds=settings.SNEAKERS_STUCK_AFTER_SECONDS)
     batch = settings.SNEAKERS_SWEEP_BATCH
 
     stale = Prediction.objects.filter(status=Prediction.Status.QUEUED).filter(
-        Q(enqueued_at__lt=requeue_before) | Q(enqueued_at__isnull=True, created_at__lt=requeue_before)
+        Q(enqueued_at__isnull=True, created_at__lt=requeue_before) | Q(enqueued_at__lt=lost_before)
     )
     requeued = sum(prediction_enqueue(prediction_id=pk) for pk in stale.values_list("id", flat=True)[:batch])
 

@@ -248,7 +248,8 @@ CELERY_BEAT_SCHEDULE = {
         "schedule": env.float("SNEAKERS_SWEEP_INTERVAL_SECONDS", default=30.0),
     },
 }
-SNEAKERS_REQUEUE_AFTER_SECONDS = env.int("SNEAKERS_REQUEUE_AFTER_SECONDS", default=120)
+SNEAKERS_REQUEUE_AFTER_SECONDS = env.int("SNEAKERS_REQUEUE_AFTER_SECONDS", default=60)
+SNEAKERS_REQUEUE_LOST_AFTER_SECONDS = env.int("SNEAKERS_REQUEUE_LOST_AFTER_SECONDS", default=1800)
 # Longer than the predict task's hard time limit (360 s), so only jobs whose worker died are swept.
 SNEAKERS_STUCK_AFTER_SECONDS = env.int("SNEAKERS_STUCK_AFTER_SECONDS", default=600)
 SNEAKERS_MAX_ATTEMPTS = env.int("SNEAKERS_MAX_ATTEMPTS", default=3)

@@ -40,6 +40,17 @@ def test_upload_the_broker_never_accepted_is_enqueued_by_the_sweeper(settings):
     delay.assert_called_once_with(str(prediction.id))
 
 
+def test_an_accepted_job_still_waiting_in_the_queue_is_not_sent_twice_until_presumed_lost(settings):
+    settings.SNEAKERS_REQUEUE_AFTER_SECONDS = 60
+    settings.SNEAKERS_REQUEUE_LOST_AFTER_SECONDS = 1800
+    prediction = new_prediction()
+    with mock.patch("worker.tasks.predict.delay") as delay:
+        prediction_enqueue(prediction_id=prediction.id)  # the broker took it; a long queue is ahead of it
+        assert prediction_sweep(now=timezone.now() + timedelta(seconds=600)).requeued == 0
+        assert prediction_sweep(now=timezone.now() + timedelta(seconds=1801)).requeued == 1  # message lost
+    assert delay.call_count == 2
+
+
 def test_broker_still_down_keeps_it_queued_for_the_next_sweep():
     prediction = new_prediction()
     later = timezone.now() + timedelta(hours=1)
