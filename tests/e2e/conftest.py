@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import sys
 from pathlib import Path
 
 import pytest
@@ -35,6 +36,14 @@ def database_url() -> str:
     user, password = db.get("USER") or "", db.get("PASSWORD") or ""
     auth = f"{user}:{password}@" if password else f"{user}@" if user else ""
     return f"postgres://{auth}{db.get('HOST') or '127.0.0.1'}:{db.get('PORT') or 5432}/{db['NAME']}"
+
+
+def worker_argv(*, queues: str, beat_schedule: Path | None = None) -> list[str]:
+    """Command line of a real Celery worker process (with embedded beat when ``beat_schedule`` is set)."""
+    argv = [sys.executable, "-m", "celery", "-A", "sneakers", "worker", "--queues", queues, "--concurrency", "1"]
+    if beat_schedule is not None:
+        argv += ["--beat", "--schedule", str(beat_schedule)]
+    return argv + ["--loglevel", "INFO", "--without-gossip", "--without-mingle"]
 
 
 def process_env(tmp_path: Path, backbone_path: Path, broker_url: str, **extra: str) -> dict[str, str]:

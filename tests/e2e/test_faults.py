@@ -25,7 +25,7 @@ import pytest
 from PIL import Image
 
 from predictions.models import Prediction
-from tests.e2e.conftest import process_env, require_services
+from tests.e2e.conftest import process_env, require_services, worker_argv
 
 ROOT = Path(__file__).resolve().parents[2]
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
@@ -89,28 +89,7 @@ class Processes:
         _wait(lambda: _http_ok(f"http://127.0.0.1:{self.web_port}/healthz"), 30, what="web")
 
     def start_worker(self, name: str) -> None:
-        self.start(
-            name,
-            [
-                sys.executable,
-                "-m",
-                "celery",
-                "-A",
-                "sneakers",
-                "worker",
-                "--beat",
-                "--schedule",
-                str(self.tmp_path / f"{name}-beat"),
-                "--queues",
-                "inference,default",
-                "--concurrency",
-                "1",
-                "--loglevel",
-                "INFO",
-                "--without-gossip",
-                "--without-mingle",
-            ],
-        )
+        self.start(name, worker_argv(queues="inference,default", beat_schedule=self.tmp_path / f"{name}-beat"))
         _wait(lambda: "ready." in self.logs[name].read_text(), 60, what=f"{name} ready")
 
     def kill(self, name: str, sig: int = signal.SIGKILL) -> None:

@@ -8,14 +8,13 @@ from __future__ import annotations
 
 import contextlib
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
 
-from tests.e2e.conftest import process_env, require_services
+from tests.e2e.conftest import process_env, require_services, worker_argv
 from tests.tiny_catalog import BRAND_COLOURS, shoe_photo
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -33,22 +32,7 @@ def running_worker(settings, tmp_path: Path, backbone_path: Path):
     env = process_env(tmp_path, backbone_path, settings.CELERY_BROKER_URL)
     log = (tmp_path / "worker.log").open("w")
     process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "celery",
-            "-A",
-            "sneakers",
-            "worker",
-            "--queues",
-            "inference",
-            "--concurrency",
-            "1",
-            "--loglevel",
-            "INFO",
-            "--without-gossip",
-            "--without-mingle",
-        ],
+        worker_argv(queues="inference"),
         cwd=ROOT,
         env=env,
         stdout=log,
