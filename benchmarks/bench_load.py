@@ -8,12 +8,12 @@ Run by hand (prints figures, asserts nothing)::
 
 Unless ``--connect`` is given it starts, on 127.0.0.1 only: gunicorn (``sneakers.wsgi``) and one Celery
 worker with ``--beat`` (so the sweeper ``worker.tasks.sweep`` runs), against PostgreSQL
-(``postgres://postgres@127.0.0.1:5432/sneakers_bench``, created if missing) and Redis (database 14,
+(``postgres://postgres@127.0.0.1:5432/sneakers_bench_tiny_<folder hash>``, created if missing) and Redis (database 14,
 flushed first), with media and logs under ``var/bench/``. The model is a tiny Keras backbone built with
 ``worker.ml.testing.build_tiny_backbone`` and trained on a small catalog drawn here (two colour-coded
 brands, imported with ``manage.py import_catalog``, trained with ``manage.py train``), with background
 removal off, so the figures measure the platform rather than TensorFlow. ``--real-model`` uses the
-configured real weights and dataset instead (database ``sneakers_bench_real``; imports and trains first
+configured real weights and dataset instead (database ``sneakers_bench_real_<folder hash>``; imports and trains first
 if that database has no active model: minutes).
 
 Then 50 concurrent clients (asyncio + httpx) send 1,000 uploads (small valid JPEGs made in code, four
@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import hashlib
 import io
 import os
 import random
@@ -212,8 +213,11 @@ def write_small_catalog(folder: Path) -> None:
 
 def start_stack(args: argparse.Namespace) -> Stack:
     """Prepare the database, model and token, then start gunicorn and the worker; wait until ready."""
-    db_name = "sneakers_bench_real" if args.real_model else "sneakers_bench"
     var_dir = BENCH_DIR / ("real" if args.real_model else "tiny")
+    # One database per bench folder: its rows (catalog, model version) point at files in that folder,
+    # so another checkout's bench database would name artifacts this one does not have.
+    folder_key = hashlib.sha256(str(var_dir.resolve()).encode()).hexdigest()[:8]
+    db_name = f"sneakers_bench_{'real' if args.real_model else 'tiny'}_{folder_key}"
     (BENCH_DIR / "logs").mkdir(parents=True, exist_ok=True)
     var_dir.mkdir(parents=True, exist_ok=True)
     database_url = f"postgres://postgres@127.0.0.1:5432/{db_name}"
