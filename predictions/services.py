@@ -133,15 +133,32 @@ class SweepReport:
     failed: int
 
 
+def inference_queue_length() -> int | None:
+    """Messages waiting in the broker's ``inference`` queue, or None when the broker cannot say."""
+    from sneakers.celery import app
+
+    try:
+        with app.connection_for_read() as connection:
+            # Declaring is idempotent and answers the size; a passive declare fails on a queue no
+            # worker has declared yet (kombu's Redis transport), which simply holds nothing.
+            channel = connection.default_channel
+            return channel.queue_declare(queue="inference", durable=True, auto_delete=False).message_count
+    except Exception:  # broker down, or a transport that cannot count: assume jobs may be waiting
+        logger.warning("could not read the inference queue length", exc_info=True)
+        return None
+
+
 def prediction_sweep(*, now: datetime | None = None) -> SweepReport:
     """Recover jobs that a broker outage or a dead worker left behind; run periodically (Celery beat).
 
     - ``queued`` predictions whose task the broker never accepted (broker down at upload), older
       than ``SNEAKERS_REQUEUE_AFTER_SECONDS``, are enqueued again.
-    - ``queued`` predictions the broker accepted more than ``SNEAKERS_REQUEUE_LOST_AFTER_SECONDS``
-      ago are presumed lost (a broker restarted without persistence) and enqueued again. This must
-      exceed the longest expected queue wait, or waiting jobs get duplicate messages (harmless —
-      a task claims its row with a conditional update — but they lengthen the queue).
+    - ``queued`` predictions the broker accepted are enqueued again when their message cannot be
+      waiting in line any more: after ``SNEAKERS_REQUEUE_AFTER_SECONDS`` when the ``inference``
+      queue is empty (the message was reserved by a worker that died before starting it — Redis
+      would only redeliver it after its visibility timeout — or lost by a broker restart), otherwise
+      after ``SNEAKERS_REQUEUE_LOST_AFTER_SECONDS`` (above the longest expected queue wait). A
+      duplicate is harmless (a task claims its row with a conditional update).
     - ``running`` predictions started more than ``SNEAKERS_STUCK_AFTER_SECONDS`` ago (longer than the
       task's hard time limit, so their worker is gone: killed, out of memory, host lost) go back to
       ``queued`` and are enqueued, until ``SNEAKERS_MAX_ATTEMPTS`` attempts; then they fail with
@@ -150,6 +167,8 @@ def prediction_sweep(*, now: datetime | None = None) -> SweepReport:
     now = now or timezone.now()
     requeue_before = now - timedelta(seconds=settings.SNEAKERS_REQUEUE_AFTER_SECONDS)
     lost_before = now - timedelta(seconds=settings.SNEAKERS_REQUEUE_LOST_AFTER_SECONDS)
+    if inference_queue_length() == 0:
+        lost_before = requeue_before  # nothing waits in line: a queued job's message is gone
     stuck_before = now - timedelta(seconds=settings.SNEAKERS_STUCK_AFTER_SECONDS)
     batch = settings.SNEAKERS_SWEEP_BATCH
 

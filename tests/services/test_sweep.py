@@ -44,11 +44,30 @@ def test_an_accepted_job_still_waiting_in_the_queue_is_not_sent_twice_until_pres
     settings.SNEAKERS_REQUEUE_AFTER_SECONDS = 60
     settings.SNEAKERS_REQUEUE_LOST_AFTER_SECONDS = 1800
     prediction = new_prediction()
-    with mock.patch("worker.tasks.predict.delay") as delay:
+    waiting = mock.patch("predictions.services.inference_queue_length", return_value=250)
+    with waiting, mock.patch("worker.tasks.predict.delay") as delay:
         prediction_enqueue(prediction_id=prediction.id)  # the broker took it; a long queue is ahead of it
         assert prediction_sweep(now=timezone.now() + timedelta(seconds=600)).requeued == 0
         assert prediction_sweep(now=timezone.now() + timedelta(seconds=1801)).requeued == 1  # message lost
     assert delay.call_count == 2
+
+
+def test_an_accepted_job_is_sent_again_soon_when_nothing_waits_in_the_queue(settings):
+    # A worker reserved its message and died before starting it: the queue is empty, the row queued.
+    settings.SNEAKERS_REQUEUE_AFTER_SECONDS = 60
+    prediction = new_prediction()
+    empty = mock.patch("predictions.services.inference_queue_length", return_value=0)
+    with empty, mock.patch("worker.tasks.predict.delay") as delay:
+        prediction_enqueue(prediction_id=prediction.id)
+        assert prediction_sweep(now=timezone.now() + timedelta(seconds=30)).requeued == 0
+        assert prediction_sweep(now=timezone.now() + timedelta(seconds=61)).requeued == 1
+    assert delay.call_count == 2
+
+
+def test_queue_length_is_read_from_the_real_broker():
+    from predictions.services import inference_queue_length
+
+    assert isinstance(inference_queue_length(), int)
 
 
 def test_broker_still_down_keeps_it_queued_for_the_next_sweep():
