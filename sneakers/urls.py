@@ -10,6 +10,17 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 from sneakers import exceptions
 from sneakers.health import health, healthz
 
+
+def media_view(request: HttpRequest, path: str):
+    """Serve a file under ``MEDIA_ROOT`` (read per request) with the type its stored name implies.
+
+    Stored names are generated (``<uuid>.jpg|png|webp``, ``.bin`` for refused bytes), so uploads are
+    served as images or ``application/octet-stream``, never as HTML or script; ``nosniff`` is set by
+    ``SecurityMiddleware``.
+    """
+    return serve(request, path, document_root=settings.MEDIA_ROOT)
+
+
 api_v1 = (
     [
         path("", include("predictions.api_urls")),
@@ -32,7 +43,7 @@ urlpatterns = [
 if settings.SERVE_MEDIA:
     # Local media (the embedded default). Files are served as attachments of their stored type only;
     # nothing under MEDIA_ROOT is ever executed.
-    urlpatterns += [re_path(r"^media/(?P<path>.*)$", serve, {"document_root": settings.MEDIA_ROOT})]
+    urlpatterns += [re_path(r"^media/(?P<path>.*)$", media_view)]
 
 
 def handler404(request: HttpRequest, exception: Exception):  # noqa: D401 - Django's hook name

@@ -125,3 +125,23 @@ def test_an_abstention_says_so_plainly_and_still_shows_the_guesses(abstain, head
     )
     html = client.get(f"/p/{prediction.id}/").content.decode()
     assert heading in html and "Best guesses" in html and "Nike" in html and "41%" in html
+
+
+def test_upload_without_the_csrf_token_is_refused():
+    client = Client(enforce_csrf_checks=True)
+    client.get("/")
+    response = client.post("/", {"image": SimpleUploadedFile("a.jpg", image_bytes())})
+    assert response.status_code == 403
+    assert Prediction.objects.count() == 0
+
+
+def test_stored_uploads_are_served_with_safe_content_types_and_nosniff():
+    client = Client()
+    post_photo(client, data=image_bytes("PNG"))
+    post_photo(client, data=b"<script>alert(1)</script>", name="x.html")
+    good, bad = Prediction.objects.order_by("created_at")
+    served = client.get(good.image.url)
+    assert served["Content-Type"] == "image/png" and served["X-Content-Type-Options"] == "nosniff"
+    assert bad.image.name.endswith(".bin")  # refused bytes are kept, never under an executable name
+    kept = client.get(bad.image.url)
+    assert kept["Content-Type"] == "application/octet-stream" and kept["X-Content-Type-Options"] == "nosniff"
