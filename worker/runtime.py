@@ -17,7 +17,7 @@ from django.core.files.storage import default_storage
 
 from predictions.models import ModelVersion
 from predictions.services import model_version_report_load
-from worker.ml.artifact import ARTIFACT_FILES, ModelArtifact
+from worker.ml.artifact import ARTIFACT_FILES
 from worker.ml.errors import ModelError
 
 _lock = threading.Lock()
@@ -108,17 +108,15 @@ def pipeline_get(model_version: ModelVersion):
 
 def _pipeline_build(model_version: ModelVersion):
     """Load the artifact and weights of a version into a ``Pipeline``; raises ``ModelError``."""
-    from worker.ml.pipeline import Pipeline
+    from worker.ml.pipeline import load_pipeline
 
-    artifact = ModelArtifact.load(artifact_local_dir(model_version))
-    pipeline = Pipeline(
-        artifact,
-        backbone_get(),
-        remover_get(),
+    return load_pipeline(
+        artifact_local_dir(model_version),
+        backbone=backbone_get(),
+        remover=remover_get(),
         max_bytes=settings.SNEAKERS_UPLOAD_MAX_BYTES,
         max_pixels=settings.SNEAKERS_UPLOAD_MAX_PIXELS,
     )
-    return pipeline
 
 
 def clear() -> None:

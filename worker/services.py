@@ -6,6 +6,7 @@ pipeline or training loads TensorFlow.
 
 from __future__ import annotations
 
+import csv
 import json
 import logging
 import shutil
@@ -65,17 +66,23 @@ def similar_payload(items: Sequence[SimilarItem]) -> list[dict[str, Any]]:
 def result_payload(result: Any) -> dict[str, Any]:
     """The JSON-ready result of a ``worker.ml.pipeline.PipelineResult``.
 
-    Keys: ``brand`` (top-1 slug), ``brands`` (top-3 ``{"name", "probability"}``), ``price_usd``
-    (``{"estimate", "low", "high"}`` in USD or None), ``similar`` (see ``similar_payload``),
-    ``timings_ms``. Shared by the task (stored on the prediction) and ``manage.py predict``.
+    Keys: ``brand`` (top-1 slug, or None when the model abstains), ``brands`` (top-3
+    ``{"name", "probability"}``, kept as guesses when abstaining), ``abstain`` (``{"reason":
+    "not_footwear" | "low_confidence", "score"}`` or None), ``price_usd`` (``{"estimate", "low",
+    "high"}`` in USD or None), ``similar`` (see ``similar_payload``), ``timings_ms``. Shared by the
+    task (stored on the prediction) and ``manage.py predict``.
     """
     brands = [{"name": score.brand, "probability": round(float(score.probability), 4)} for score in result.brands]
     price = None
     if result.price is not None:
         price = {key: round(float(getattr(result.price, key)), 2) for key in ("estimate", "low", "high")}
+    abstain = None
+    if result.abstain is not None:
+        abstain = {"reason": result.abstain.reason, "score": round(float(result.abstain.score), 4)}
     return {
-        "brand": brands[0]["name"] if brands else None,
+        "brand": brands[0]["name"] if brands and abstain is None else None,
         "brands": brands,
+        "abstain": abstain,
         "price_usd": price,
         "similar": similar_payload(result.similar),
         "timings_ms": {key: round(float(value), 1) for key, value in result.timings_ms.items()},
@@ -130,7 +137,30 @@ def prediction_run(*, prediction_id: str) -> None:
         cutout_png=result.cutout_png,
         background_method=result.background,
         timings_ms=payload["timings_ms"],
+        abstain=payload["abstain"],
     )
+
+
+def _abstain_options() -> dict[str, Any]:
+    """``train_model`` arguments for the abstain rules, from settings; empty parts when files are absent.
+
+    The ImageNet classifier (``SNEAKERS_IMAGENET_CLASSIFIER_PATH``) enables the ``not_footwear``
+    rule; the photos of ``SNEAKERS_NEGATIVES_DIR/manifest.csv`` report how many non-footwear photos
+    it rejects; the pipeline's own background remover prepares the photos the thresholds are tuned on.
+    """
+    options: dict[str, Any] = {}
+    classifier = Path(settings.SNEAKERS_IMAGENET_CLASSIFIER_PATH)
+    if not classifier.is_file():
+        logger.warning("no ImageNet classifier at %s: the not_footwear rule stays off", classifier)
+        return options
+    options["imagenet_classifier_path"] = classifier
+    options["abstain_remover"] = runtime.remover_get()
+    manifest = Path(settings.SNEAKERS_NEGATIVES_DIR) / "manifest.csv"
+    if manifest.is_file():
+        with manifest.open(newline="", encoding="utf-8") as handle:
+            paths = [manifest.parent / row["image_path"] for row in csv.DictReader(handle) if row.get("image_path")]
+        options["negatives"] = [lambda path=path: path.read_bytes() for path in paths]
+    return options
 
 
 def model_version_train(
@@ -180,6 +210,7 @@ def model_version_train(
     ]
     started = time.monotonic()
     options: dict[str, Any] = {"seed": settings.SNEAKERS_TRAINING_SEED if seed is None else seed}
+    options.update(_abstain_options())
     if flip_augment is not None:
         options["flip_augment"] = flip_augment
     # No background removal before embedding catalog photos: measured with benchmarks/bench_ml.py
@@ -199,6 +230,8 @@ def model_version_train(
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
     default_storage.save(f"{prefix}/split.json", ContentFile(json.dumps(result.split).encode()))
+    for file_name, png in result.report.items():
+        default_storage.save(f"{prefix}/report/{file_name}", ContentFile(png))
     return model_version_create(
         name=name,
         artifact_prefix=prefix,

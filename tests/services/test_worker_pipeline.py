@@ -103,7 +103,7 @@ def test_predict_command_prints_one_json_line_per_image_and_goes_on_after_a_bad_
     lines = [json.loads(line) for line in capsys.readouterr().out.splitlines() if line.strip()]
     assert [line["image"] for line in lines] == [str(good), str(bad), str(missing)]
     first = lines[0]
-    assert set(first) == {"image", "brand", "brands", "price_usd", "similar", "timings_ms", "error"}
+    assert set(first) == {"image", "brand", "brands", "abstain", "price_usd", "similar", "timings_ms", "error"}
     assert first["error"] is None and first["brand"] == "redshoe"
     assert len(first["brands"]) == 2 and set(first["brands"][0]) == {"name", "probability"}
     assert set(first["price_usd"]) == {"estimate", "low", "high"}
@@ -124,3 +124,46 @@ def test_a_version_that_fails_to_load_is_reported_on_the_row(tiny_model):
     prediction_run(prediction_id=str(prediction.id))
     tiny_model.refresh_from_db()
     assert tiny_model.load_error and tiny_model.load_checked_at
+
+
+def test_evaluate_command_scores_sneakers_and_negatives_and_saves_on_the_version(tiny_model, tmp_path, capsys):
+    import csv
+
+    sneakers = tmp_path / "held_out"
+    (sneakers / "images").mkdir(parents=True)
+    (sneakers / "extras").mkdir()
+    rows = []
+    for i, (brand, colour) in enumerate(sorted(BRAND_COLOURS.items()) * 3):
+        name = f"images/{brand}_{i}.png"
+        (sneakers / name).write_bytes(shoe_photo(colour, 5000 + i))
+        rows.append({"image_path": name, "brand": brand, "price_usd": "70.00" if i % 2 else ""})
+    (sneakers / "images" / "broken.png").write_bytes(b"not an image")
+    rows.append({"image_path": "images/broken.png", "brand": "redshoe", "price_usd": ""})
+    for path, table in ((sneakers / "manifest.csv", rows),):
+        with path.open("w", newline="") as handle:
+            writer = csv.DictWriter(handle, fieldnames=["image_path", "brand", "price_usd"])
+            writer.writeheader()
+            writer.writerows(table)
+    with (sneakers / "extras" / "provenance.csv").open("w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["image_path", "eyeballed_style"])
+        writer.writerows([[r["image_path"], "real-world" if i < 3 else "product-shot"] for i, r in enumerate(rows)])
+
+    call_command("evaluate", str(sneakers), "--json")
+    report = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+
+    required = {"top1", "top3", "log_loss", "ece", "per_brand", "confusion", "price_mae", "price_mape"}
+    assert required | {"price_baseline_mae", "abstained"} <= set(report)
+    assert report["n"] == 6 and report["errors"] == 1 and report["top1"] == 1.0
+    assert set(report["by_style"]) == {"real-world", "product-shot"}
+    assert set(report["per_brand"]["redshoe"]) == {"precision", "recall", "support"}
+    tiny_model.refresh_from_db()
+    assert tiny_model.metrics["evaluations"]["held_out"]["top1"] == 1.0
+
+    negatives = tmp_path / "negatives"
+    (negatives / "images").mkdir(parents=True)
+    (negatives / "images" / "mug.png").write_bytes(shoe_photo((90, 90, 90), 1))
+    (negatives / "manifest.csv").write_text("image_path,category\nimages/mug.png,kitchen\n")
+    call_command("evaluate", str(negatives), "--json", "--no-save")
+    report = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert report["n_negatives"] == 1 and "negatives_by_category" in report["abstained"]

@@ -5,7 +5,9 @@ Layout of an artifact directory (``ARTIFACT_FILES``)::
     brand_head.npz   BrandHead.to_arrays()
     price_head.npz   PriceHead.to_arrays()      (absent when no prices were available)
     index.npz        SimilarityIndex.to_arrays()
-    metadata.json    classes, backbone fingerprint, embedding dim, seed, created time, preprocessing
+    footwear.npz     FootwearDetector.to_arrays()  (absent when training had no ImageNet classifier)
+    metadata.json    classes, backbone fingerprint, embedding dim, seed, created time, preprocessing,
+                     abstain thresholds, per-brand price baseline
 
 Files are NumPy ``.npz`` archives read with ``allow_pickle=False`` (no code execution on load) and a
 UTF-8 JSON file. The backbone itself is not copied: its fingerprint in the metadata names it.
@@ -25,6 +27,7 @@ from typing import Any, Final
 
 import numpy as np
 
+from worker.ml.abstain import FootwearDetector
 from worker.ml.errors import ModelError
 from worker.ml.heads import BrandHead, PriceHead
 from worker.ml.similarity import SimilarityIndex
@@ -33,9 +36,10 @@ BRAND_HEAD_FILE: Final = "brand_head.npz"
 PRICE_HEAD_FILE: Final = "price_head.npz"
 INDEX_FILE: Final = "index.npz"
 METADATA_FILE: Final = "metadata.json"
-ARTIFACT_FILES: Final = (BRAND_HEAD_FILE, PRICE_HEAD_FILE, INDEX_FILE, METADATA_FILE)
-"""Every file an artifact may have. ``price_head.npz`` is optional (``OPTIONAL_ARTIFACT_FILES``)."""
-OPTIONAL_ARTIFACT_FILES: Final = (PRICE_HEAD_FILE,)
+FOOTWEAR_FILE: Final = "footwear.npz"
+ARTIFACT_FILES: Final = (BRAND_HEAD_FILE, PRICE_HEAD_FILE, INDEX_FILE, METADATA_FILE, FOOTWEAR_FILE)
+"""Every file an artifact may have; the optional ones are in ``OPTIONAL_ARTIFACT_FILES``."""
+OPTIONAL_ARTIFACT_FILES: Final = (PRICE_HEAD_FILE, FOOTWEAR_FILE)
 """Files that may be absent from a valid artifact."""
 
 
@@ -47,6 +51,7 @@ class ModelArtifact:
         brand_head: the calibrated brand classifier.
         price_head: the price regressor, or None when training had no prices.
         index: catalog image embeddings and product ids for similarity search.
+        footwear: the ImageNet footwear detector of the ``not_footwear`` abstain rule, or None.
         metadata: JSON-serialisable dict; keys written by ``train_model``: ``classes``,
             ``backbone_fingerprint``, ``embedding_dim``, ``created_at`` (ISO 8601 UTC), ``seed``,
             ``preprocessing``, ``background``, ``brand_C``, ``temperature``, ``price_alpha``.
@@ -57,6 +62,7 @@ class ModelArtifact:
     price_head: PriceHead | None
     index: SimilarityIndex
     metadata: dict[str, Any] = field(default_factory=dict)
+    footwear: FootwearDetector | None = None
 
     def save(self, directory: str | Path) -> None:
         """Write the artifact files into ``directory`` (created if needed).
@@ -76,6 +82,10 @@ class ModelArtifact:
         else:
             (target / PRICE_HEAD_FILE).unlink(missing_ok=True)
         _write_npz(target / INDEX_FILE, self.index.to_arrays())
+        if self.footwear is not None:
+            _write_npz(target / FOOTWEAR_FILE, self.footwear.to_arrays())
+        else:
+            (target / FOOTWEAR_FILE).unlink(missing_ok=True)
         text = json.dumps(self.metadata, indent=2, sort_keys=True, allow_nan=False)
         _write_atomic(target / METADATA_FILE, text.encode("utf-8"))
 
@@ -93,6 +103,8 @@ class ModelArtifact:
             price_path = source / PRICE_HEAD_FILE
             price_head = PriceHead.from_arrays(_read_npz(price_path)) if price_path.exists() else None
             index = SimilarityIndex.from_arrays(_read_npz(source / INDEX_FILE))
+            footwear_path = source / FOOTWEAR_FILE
+            footwear = FootwearDetector.from_arrays(_read_npz(footwear_path)) if footwear_path.exists() else None
             metadata = json.loads((source / METADATA_FILE).read_text(encoding="utf-8"))
         except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as exc:
             # json.JSONDecodeError is a ValueError; np.load raises ValueError for non-npz bytes.
@@ -102,7 +114,7 @@ class ModelArtifact:
         widths = {brand_head.dim, index.dim} | ({price_head.dim} if price_head else set())
         if len(widths) != 1 and len(index) > 0:
             raise ModelError(f"{source}: heads and index disagree on the embedding width: {widths}")
-        return cls(brand_head=brand_head, price_head=price_head, index=index, metadata=metadata)
+        return cls(brand_head=brand_head, price_head=price_head, index=index, metadata=metadata, footwear=footwear)
 
 
 def _write_atomic(path: Path, payload: bytes) -> None:

@@ -61,7 +61,10 @@ class Backbone:
     """A Keras image model used as a fixed feature extractor.
 
     Works for any single-input Keras 3 model with input ``(None, None, None, 3)`` or
-    ``(None, h, w, 3)`` and a 2-D output ``(None, D)``. Inputs are uint8 RGB; the model is called
+    ``(None, h, w, 3)`` and a 2-D output ``(None, D)``, or two 2-D outputs ``[(None, D), (None, D0)]``:
+    a fine-tuned backbone can carry the original ImageNet pooled features as its second output
+    ("aux"), so the ImageNet footwear detector needs no second network; a one-output model's aux
+    features are its output. Inputs are uint8 RGB; the model is called
     directly (``model(x, training=False)``) inside a ``tf.function`` with a shape-agnostic signature,
     which avoids ``Model.predict``'s per-call overhead and retracing per batch size.
 
@@ -102,6 +105,9 @@ class Backbone:
             raise ModelError(f"cannot load backbone model {self.path}: {exc}") from exc
         input_shape = model.input_shape
         output_shape = model.output_shape
+        aux_shape = None
+        if isinstance(output_shape, list) and len(output_shape) == 2:
+            output_shape, aux_shape = output_shape
         if (
             not isinstance(input_shape, tuple)
             or len(input_shape) != 4
@@ -109,11 +115,14 @@ class Backbone:
             or not isinstance(output_shape, tuple)
             or len(output_shape) != 2
             or not output_shape[-1]
+            or (aux_shape is not None and (not isinstance(aux_shape, tuple) or len(aux_shape) != 2))
         ):
             raise ModelError(
                 f"{self.path}: expected input (None, H, W, 3) and output (None, D), got {input_shape} -> {output_shape}"
             )
         self.dim: int = int(output_shape[-1])
+        self.aux_dim: int = int(aux_shape[-1]) if aux_shape is not None else self.dim
+        self.has_aux: bool = aux_shape is not None
         fixed = input_shape[1:3]
         self._fixed_size: tuple[int, int] | None = (int(fixed[0]), int(fixed[1])) if fixed[0] and fixed[1] else None
         self._model = model
@@ -124,9 +133,13 @@ class Backbone:
         def normalise(x: Any) -> Any:
             return (tf.cast(x, tf.float32) - INPUT_OFFSET) / INPUT_SCALE
 
+        def both(y: Any) -> Any:
+            out = model(y, training=False)
+            return (out[0], out[1]) if isinstance(out, list | tuple) else (out, out)
+
         @tf.function(input_signature=signature)
         def forward(x: Any) -> Any:
-            return model(normalise(x), training=False)
+            return both(normalise(x))
 
         self._forward = forward
         self._forward_resized: Any = None
@@ -136,7 +149,7 @@ class Backbone:
             @tf.function(input_signature=signature)
             def forward_resized(x: Any) -> Any:
                 resized = tf.image.resize(normalise(x), size, method="bilinear", antialias=True)
-                return model(resized, training=False)
+                return both(resized)
 
             self._forward_resized = forward_resized
 
@@ -167,6 +180,22 @@ class Backbone:
         Raises:
             ValueError: ``images`` is not a 4-D uint8 array with 3 channels.
         """
+        return l2_normalise(self.embed_raw(images)[0])
+
+    def embed_raw(self, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Un-normalised outputs of the model: the embedding and the aux (original ImageNet) features.
+
+        Args:
+            images: as ``embed``.
+
+        Returns:
+            ``(raw (N, D) float32, aux (N, D0) float32)``; for a one-output model ``aux`` is ``raw``
+            (the model *is* the original backbone). ``aux`` is what the ImageNet classifier's Dense
+            layer expects (``worker.ml.footwear``).
+
+        Raises:
+            ValueError: ``images`` is not a 4-D uint8 array with 3 channels.
+        """
         if not isinstance(images, np.ndarray) or images.dtype != np.uint8 or images.ndim != 4 or images.shape[-1] != 3:
             raise ValueError(
                 "expected an (N, S, S, 3) uint8 array, got "
@@ -174,16 +203,23 @@ class Backbone:
             )
         count = images.shape[0]
         if count == 0:
-            return np.zeros((0, self.dim), dtype=np.float32)
+            return np.zeros((0, self.dim), dtype=np.float32), np.zeros((0, self.aux_dim), dtype=np.float32)
         forward = self._forward
         if self._fixed_size is not None and tuple(images.shape[1:3]) != self._fixed_size:
             forward = self._forward_resized
-        chunks = []
+        chunks, aux_chunks = [], []
         for start in range(0, count, self.batch_size):
             batch = self._tf.convert_to_tensor(images[start : start + self.batch_size])
-            chunks.append(np.asarray(forward(batch), dtype=np.float32))
-        vectors = np.concatenate(chunks, axis=0).reshape(count, self.dim)
-        return l2_normalise(vectors)
+            main, aux = forward(batch)
+            chunks.append(np.asarray(main, dtype=np.float32))
+            aux_chunks.append(np.asarray(aux, dtype=np.float32))
+        raw = np.concatenate(chunks, axis=0).reshape(count, self.dim)
+        return raw, np.concatenate(aux_chunks, axis=0).reshape(count, self.aux_dim)
+
+    @property
+    def model(self) -> Any:
+        """The loaded Keras model (for ``worker.ml.finetune``)."""
+        return self._model
 
 
 def l2_normalise(vectors: np.ndarray) -> np.ndarray:

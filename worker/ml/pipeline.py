@@ -8,16 +8,18 @@ and reuse it.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
 
 from worker.ml.artifact import ModelArtifact
+from worker.ml.backbone import l2_normalise
 from worker.ml.background import NoRemover, Remover, remove_background
 from worker.ml.errors import ModelError
 from worker.ml.images import DEFAULT_MAX_BYTES, DEFAULT_MAX_PIXELS, encode_png, load_rgb
-from worker.ml.results import BrandScore, PriceEstimate, SimilarItem
+from worker.ml.results import Abstain, BrandScore, PriceEstimate, SimilarItem
 
 if TYPE_CHECKING:
     from worker.ml.backbone import Backbone
@@ -37,6 +39,10 @@ class PipelineResult:
             ``"skipped"`` (plain background) or ``"<method>-rejected"`` (degenerate mask).
         timings_ms: wall-clock milliseconds per stage: ``decode``, ``background`` (including PNG
             encoding of the cut-out), ``embed`` (square pad + backbone), ``heads``, ``search``, ``total``.
+        abstain: why no brand should be named (``not_footwear``: the ImageNet footwear probability is
+            below the artifact's ``abstain.footwear_threshold``; ``low_confidence``: the calibrated
+            top-1 probability is below ``abstain.confidence_threshold``), or None. ``brands`` keeps
+            the guesses either way; for ``not_footwear`` ``price`` is None and ``similar`` empty.
     """
 
     brands: list[BrandScore]
@@ -45,6 +51,7 @@ class PipelineResult:
     cutout_png: bytes
     background: str
     timings_ms: dict[str, float]
+    abstain: Abstain | None = None
 
 
 class Pipeline:
@@ -115,14 +122,7 @@ class Pipeline:
         timings = dict(result.timings_ms)
         timings["decode"] = (decoded - started) * 1000.0
         timings["total"] = (time.perf_counter() - started) * 1000.0
-        return PipelineResult(
-            brands=result.brands,
-            price=result.price,
-            similar=result.similar,
-            cutout_png=result.cutout_png,
-            background=result.background,
-            timings_ms=timings,
-        )
+        return replace(result, timings_ms=timings)
 
     def predict_rgb(self, rgb: np.ndarray, *, top_k: int = 3, similar_k: int = 5) -> PipelineResult:
         """Predict from a decoded ``(H, W, 3) uint8`` RGB array (``timings_ms["decode"]`` is 0).
@@ -136,12 +136,20 @@ class Pipeline:
         cutout = remove_background(rgb, self.remover, skip_plain=self.skip_plain)
         cutout_png = encode_png(cutout.image)
         marks.append(time.perf_counter())
-        vector = self.backbone.embed(self.backbone.preprocess(cutout.image)[None])[0]
+        raw, original = self.backbone.embed_raw(self.backbone.preprocess(cutout.image)[None])
+        vector = l2_normalise(raw)[0]
         marks.append(time.perf_counter())
         brands = self.artifact.brand_head.top_k(vector, k=top_k)
-        price = self.artifact.price_head.predict(vector[None])[0] if self.artifact.price_head is not None else None
+        abstain = self._abstain(original, brands)
+        price = None
+        if self.artifact.price_head is not None and (abstain is None or abstain.reason != "not_footwear"):
+            price = self.artifact.price_head.predict(vector[None])[0]
         marks.append(time.perf_counter())
-        similar = self.artifact.index.search(vector, k=similar_k)
+        similar = (
+            []
+            if abstain is not None and abstain.reason == "not_footwear"
+            else self.artifact.index.search(vector, k=similar_k)
+        )
         marks.append(time.perf_counter())
         stages = ("background", "embed", "heads", "search")
         timings = {name: (marks[i + 1] - marks[i]) * 1000.0 for i, name in enumerate(stages)}
@@ -154,4 +162,39 @@ class Pipeline:
             cutout_png=cutout_png,
             background=cutout.method,
             timings_ms=timings,
+            abstain=abstain,
         )
+
+    def _abstain(self, original: np.ndarray, brands: list[BrandScore]) -> Abstain | None:
+        """Apply the artifact's abstain rules to ``(1, D0)`` original features and the top-k brands.
+
+        Thresholds come from ``metadata["abstain"]`` (``footwear_threshold``,
+        ``confidence_threshold``; missing means 0, i.e. never abstain), chosen on validation data by
+        ``worker.ml.abstain``. The footwear rule needs the artifact's ``FootwearDetector``.
+        """
+        thresholds = self.artifact.metadata.get("abstain") or {}
+        footwear_threshold = float(thresholds.get("footwear_threshold") or 0.0)
+        if self.artifact.footwear is not None and footwear_threshold > 0.0:
+            score = float(self.artifact.footwear.score(original)[0])
+            if score < footwear_threshold:
+                return Abstain(reason="not_footwear", score=score)
+        confidence = brands[0].probability if brands else 0.0
+        if confidence < float(thresholds.get("confidence_threshold") or 0.0):
+            return Abstain(reason="low_confidence", score=float(confidence))
+        return None
+
+
+def load_pipeline(
+    artifact_dir: Path,
+    *,
+    backbone: Backbone,
+    remover: Remover | None,
+    max_bytes: int = DEFAULT_MAX_BYTES,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+) -> Pipeline:
+    """A ``Pipeline`` from an artifact folder and a loaded backbone.
+
+    Raises:
+        ModelError: artifact files missing or corrupt, or trained with another backbone.
+    """
+    return Pipeline(ModelArtifact.load(artifact_dir), backbone, remover, max_bytes=max_bytes, max_pixels=max_pixels)

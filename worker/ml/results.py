@@ -59,3 +59,22 @@ class ImageInfo:
     format: str
     width: int
     height: int
+
+
+ABSTAIN_REASONS = ("not_footwear", "low_confidence")
+"""Values of ``Abstain.reason``."""
+
+
+@dataclass(frozen=True, slots=True)
+class Abstain:
+    """Why the model declines to answer for a photo.
+
+    Attributes:
+        reason: ``"not_footwear"`` (the photo does not show footwear) or ``"low_confidence"`` (the
+            calibrated top-1 brand probability is below the artifact's threshold).
+        score: the number compared with the threshold: for ``not_footwear`` the ImageNet footwear
+            probability mass in [0, 1]; for ``low_confidence`` the calibrated top-1 probability in [0, 1].
+    """
+
+    reason: str
+    score: float

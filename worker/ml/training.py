@@ -14,8 +14,9 @@ from __future__ import annotations
 import time
 from collections import Counter
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 
 import numpy as np
@@ -23,6 +24,7 @@ import numpy as np
 from worker.ml.artifact import ModelArtifact
 from worker.ml.background import Remover
 from worker.ml.embeddings import PREPROCESSING, EmbeddingCache, embed_images
+from worker.ml.errors import ImageError
 from worker.ml.heads import (
     DEFAULT_BRAND_C,
     DEFAULT_PRICE_ALPHA,
@@ -273,11 +275,14 @@ class TrainingResult:
             "C", "temperature"}, "price": {...test price_metrics, "alpha"}, "counts": {"train", "val",
             "test", "indexed", "priced_train"}, "seconds": {"embed", "fit", "total"}}``.
         split: ``{"seed": int, "train": [sha256...], "val": [...], "test": [...]}``.
+        report: PNG plots by file name: ``confusion.png`` (test), ``reliability.png`` (test, before
+            and after temperature scaling), ``validation_curve.png`` (validation log loss per C).
     """
 
     artifact: ModelArtifact
     metrics: dict[str, Any]
     split: dict[str, Any]
+    report: dict[str, bytes] = field(default_factory=dict)
 
 
 def train_model(
@@ -291,6 +296,9 @@ def train_model(
     progress: Callable[[int, int], None] | None = None,
     brand_c_grid: Sequence[float] = BRAND_C_GRID,
     price_alpha_grid: Sequence[float] = PRICE_ALPHA_GRID,
+    negatives: Sequence[Callable[[], bytes]] = (),
+    imagenet_classifier_path: Path | None = None,
+    abstain_remover: Remover | None = None,
 ) -> TrainingResult:
     """Train a model version: grouped split, embeddings, brand and price heads, index, test metrics.
 
@@ -314,6 +322,13 @@ def train_model(
         progress: ``progress(done, total)`` during embedding.
         brand_c_grid: candidate C values.
         price_alpha_grid: candidate Ridge alphas.
+        negatives: loaders of photos without footwear; with ``imagenet_classifier_path`` they report
+            how many the ``not_footwear`` rule rejects.
+        imagenet_classifier_path: the with-top ImageNet model; enables the ``not_footwear`` rule
+            (``worker.ml.abstain``), its threshold chosen on the validation sneakers.
+        abstain_remover: the background remover the prediction pipeline uses, applied (plain
+            backgrounds skipped) to the photos that tune the abstain thresholds, so they see what
+            the pipeline sees.
 
     Returns:
         ``TrainingResult``.
@@ -343,6 +358,10 @@ def train_model(
     brand_head, brand_report = _fit_brand(vectors, mirrored, labels, split, seed, brand_c_grid)
     test_proba = brand_head.predict_proba(vectors[test])
     brand_report.update(brand_metrics(test_proba, labels[test].tolist(), brand_head.classes))
+    report = _calibration_report(brand_head, vectors, labels, split, brand_report)
+    abstain = _abstain_thresholds(
+        brand_head, vectors, labels, samples, split, negatives, imagenet_classifier_path, abstain_remover, backbone
+    )
 
     price_head, price_report, priced_train = _fit_price(vectors, samples, labels, groups, split, price_alpha_grid)
 
@@ -365,11 +384,20 @@ def train_model(
         "temperature": brand_head.temperature,
         "price_alpha": price_report.get("alpha"),
         "counts": {"samples": len(samples), "indexed": int(indexed.size)},
+        "variant": "head-only",
+        "abstain": abstain["thresholds"],
+        "price_baseline": _price_baseline(samples, train),
     }
     artifact = ModelArtifact(
-        brand_head=brand_head, price_head=price_head, index=index, metadata=_finite_or_none(metadata)
+        brand_head=brand_head,
+        price_head=price_head,
+        index=index,
+        metadata=_finite_or_none(metadata),
+        footwear=abstain["detector"],
     )
     metrics = {
+        "variant": "head-only",
+        "abstain": abstain["report"],
         "brand": brand_report,
         "price": price_report,
         "counts": {
@@ -392,7 +420,144 @@ def train_model(
         "val": [shas[i] for i in val],
         "test": [shas[i] for i in test],
     }
-    return TrainingResult(artifact=artifact, metrics=_finite_or_none(metrics), split=split_record)
+    return TrainingResult(artifact=artifact, metrics=_finite_or_none(metrics), split=split_record, report=report)
+
+
+def _calibration_report(
+    head: BrandHead, vectors: np.ndarray, labels: np.ndarray, split: Split, brand_report: dict[str, Any]
+) -> dict[str, bytes]:
+    """ECE on the test split before/after temperature scaling (into ``brand_report``) and the plots."""
+    from worker.ml.evaluation import expected_calibration_error, reliability_bins
+    from worker.ml.report import confusion_png, curve_png, reliability_png
+
+    test = split.test[np.isin(labels[split.test], head.classes)]
+    curves = {}
+    for name, model in (("before", head.with_temperature(1.0)), ("after", head)):
+        proba = model.predict_proba(vectors[test])
+        confidence = proba.max(axis=1) if proba.size else np.zeros(0)
+        correct = np.asarray(head.classes)[proba.argmax(axis=1)] == labels[test] if proba.size else np.zeros(0)
+        brand_report[f"ece_{name}"] = expected_calibration_error(confidence, correct) if test.size else None
+        curves[f"{name} temperature scaling"] = reliability_bins(confidence, correct)
+    report = {
+        "reliability.png": reliability_png(
+            curves,
+            title=f"Test reliability: ECE {brand_report['ece_before'] or 0:.3f} -> "
+            f"{brand_report['ece_after'] or 0:.3f}",
+        )
+    }
+    confusion = brand_report.get("confusion")
+    if confusion:
+        report["confusion.png"] = confusion_png(confusion["labels"], confusion["matrix"])
+    c_curve = brand_report.get("c_curve") or []
+    if len(c_curve) > 1:
+        report["validation_curve.png"] = curve_png(
+            [c for c, _ in c_curve],
+            [loss for _, loss in c_curve],
+            xlabel="C (inverse L2 strength)",
+            ylabel="validation log loss",
+            title="Brand head: choice of C",
+            log_x=True,
+        )
+    return report
+
+
+def _abstain_thresholds(
+    head: BrandHead,
+    vectors: np.ndarray,
+    labels: np.ndarray,
+    samples: Sequence[TrainingSample],
+    split: Split,
+    negatives: Sequence[Callable[[], bytes]],
+    imagenet_classifier_path: Path | None,
+    remover: Remover | None,
+    backbone: Backbone,
+) -> dict[str, Any]:
+    """Thresholds of the two abstain rules, chosen on the validation split (``worker.ml.abstain``).
+
+    Returns ``{"thresholds": {"confidence_threshold", "footwear_threshold"}, "detector":
+    FootwearDetector | None, "report": {...validation/negatives rejection shares}}``. The footwear
+    rule stays off (threshold 0, no detector, the reason in ``report["footwear_rule"]``) without a
+    classifier or when its Dense layer does not read this backbone's feature width.
+
+    Raises:
+        ModelError: the ImageNet classifier file is missing or unreadable.
+    """
+    from worker.ml.abstain import (
+        choose_confidence_threshold,
+        choose_footwear_threshold,
+        load_imagenet_detector,
+        rejection_rates,
+    )
+
+    val = split.val[np.isin(labels[split.val], head.classes)]
+    proba = head.predict_proba(vectors[val])
+    confidence = proba.max(axis=1) if val.size else np.zeros(0)
+    correct = np.asarray(head.classes)[proba.argmax(axis=1)] == labels[val] if val.size else np.zeros(0, bool)
+    confidence_threshold = choose_confidence_threshold(confidence, correct)
+    report: dict[str, Any] = {
+        "confidence_threshold": confidence_threshold,
+        "val_low_confidence": rejection_rates(confidence, confidence_threshold),
+        "val_answered_top1": float(correct[confidence >= confidence_threshold].mean()) if val.size else None,
+    }
+    detector = None
+    footwear_threshold = 0.0
+    if imagenet_classifier_path is not None and val.size:
+        detector = load_imagenet_detector(imagenet_classifier_path)
+    if detector is not None and detector.dim != backbone.aux_dim:
+        # Another backbone (a small test model, say) has no ImageNet head to borrow: rule off.
+        report["footwear_rule"] = (
+            f"off: the classifier reads {detector.dim}-d features, the backbone gives {backbone.aux_dim}"
+        )
+        detector = None
+    if detector is not None:
+        positives = detector.score(_original_features([samples[i].load for i in val], backbone, remover))
+        footwear_threshold = choose_footwear_threshold(positives)
+        report.update(
+            footwear_threshold=footwear_threshold,
+            val_sneakers_rejected=rejection_rates(positives, footwear_threshold),
+        )
+        if negatives:
+            scores = detector.score(_original_features(negatives, backbone, remover))
+            report.update(negatives_rejected=rejection_rates(scores, footwear_threshold), negatives=len(negatives))
+        report["footwear_rule"] = "on"
+    thresholds = {"confidence_threshold": confidence_threshold, "footwear_threshold": footwear_threshold}
+    return {"thresholds": thresholds, "detector": detector, "report": report}
+
+
+def _original_features(
+    loaders: Sequence[Callable[[], bytes]], backbone: Backbone, remover: Remover | None
+) -> np.ndarray:
+    """``(N, D0) float32`` un-normalised backbone features, preprocessed as ``Pipeline`` does.
+
+    Unreadable photos are skipped.
+    """
+    from worker.ml.background import remove_background
+    from worker.ml.images import load_rgb
+
+    rows = []
+    for load in loaders:
+        try:
+            rgb = load_rgb(load())
+        except ImageError:
+            continue
+        if remover is not None:
+            rgb = remove_background(rgb, remover).image
+        rows.append(backbone.preprocess(rgb))
+    if not rows:
+        return np.zeros((0, backbone.aux_dim), dtype=np.float32)
+    return np.concatenate([backbone.embed_raw(np.stack(rows[i : i + 64]))[1] for i in range(0, len(rows), 64)], axis=0)
+
+
+def _price_baseline(samples: Sequence[TrainingSample], train: np.ndarray) -> dict[str, Any]:
+    """Per-brand median list price (USD) of the priced training images, and the global median."""
+    priced = [(samples[i].brand, samples[i].price_usd) for i in train if samples[i].price_usd]
+    if not priced:
+        return {"per_brand": {}, "global": None}
+    brands = sorted({brand for brand, _ in priced})
+    return {
+        "per_brand": {b: float(np.median([p for brand, p in priced if brand == b])) for b in brands},
+        "global": float(np.median([p for _, p in priced])),
+    }
 
 
 def _finite_or_none(value: Any) -> Any:
@@ -421,14 +586,16 @@ def _fit_brand(
     if np.unique(targets).size < 2:
         raise ValueError("the training side needs at least two brands")
     best: tuple[float, float, BrandHead] | None = None
+    curve = []
     for c_value in c_grid if val.size else (DEFAULT_BRAND_C,):
         head = fit_brand_head(features, targets.tolist(), seed=seed, C=c_value)
         loss = _val_log_loss(head, vectors[val], labels[val]) if val.size else float("nan")
+        curve.append([c_value, loss])
         if best is None or loss < best[0]:
             best = (loss, c_value, head)
     assert best is not None
     val_loss, c_value, head = best
-    report: dict[str, Any] = {"C": c_value, "val_log_loss": val_loss}
+    report: dict[str, Any] = {"C": c_value, "val_log_loss": val_loss, "c_curve": curve}
     if val.size:
         known = val[np.isin(labels[val], head.classes)]
         temperature = fit_temperature(head.logits(vectors[known]), labels[known].tolist(), head.classes)

@@ -189,7 +189,8 @@ def small_artifact(price: bool = True) -> ModelArtifact:
 def test_artifact_round_trip(tmp_path):
     artifact = small_artifact()
     artifact.save(tmp_path / "v1")
-    assert sorted(p.name for p in (tmp_path / "v1").iterdir()) == sorted(ARTIFACT_FILES)
+    # Everything but the optional footwear detector, which this artifact has none of.
+    assert sorted(p.name for p in (tmp_path / "v1").iterdir()) == sorted(set(ARTIFACT_FILES) - {"footwear.npz"})
     loaded = ModelArtifact.load(tmp_path / "v1")
     assert loaded.metadata == artifact.metadata
     assert loaded.brand_head.classes == ("a", "b") and loaded.brand_head.temperature == 1.5
@@ -200,6 +201,22 @@ def test_artifact_round_trip(tmp_path):
     small_artifact(price=False).save(tmp_path / "v1")
     assert not (tmp_path / "v1" / "price_head.npz").exists()
     assert ModelArtifact.load(tmp_path / "v1").price_head is None
+
+
+def test_artifact_round_trip_keeps_the_footwear_detector(tmp_path):
+    from dataclasses import replace
+
+    from worker.ml.abstain import FootwearDetector
+
+    rng = np.random.default_rng(0)
+    detector = FootwearDetector(weights=rng.normal(size=(4, 1000)).astype(np.float32), bias=np.zeros(1000, np.float32))
+    replace(small_artifact(), footwear=detector).save(tmp_path)
+    loaded = ModelArtifact.load(tmp_path)
+    assert loaded.footwear is not None and loaded.footwear.classes == detector.classes
+    features = rng.normal(size=(3, 4)).astype(np.float32)
+    np.testing.assert_allclose(loaded.footwear.score(features), detector.score(features))
+    small_artifact().save(tmp_path)  # saving without a detector removes the stale file
+    assert ModelArtifact.load(tmp_path).footwear is None
 
 
 @pytest.mark.parametrize("damage", ["missing", "corrupt", "bad_json"])
@@ -320,3 +337,54 @@ def test_pipeline_refuses_a_mismatched_backbone(trained, tiny_backbone):
     )
     with pytest.raises(ModelError):
         Pipeline(wrong_dim, tiny_backbone, None)
+
+
+def test_training_reports_calibration_thresholds_baseline_and_plots(trained):
+    _, result = trained
+    brand = result.metrics["brand"]
+    assert 0.0 <= brand["ece_before"] <= 1.0 and 0.0 <= brand["ece_after"] <= 1.0
+    assert result.metrics["variant"] == "head-only"
+    thresholds = result.artifact.metadata["abstain"]
+    assert set(thresholds) == {"confidence_threshold", "footwear_threshold"}
+    assert thresholds["footwear_threshold"] == 0.0  # no ImageNet classifier given: the rule is off
+    baseline = result.artifact.metadata["price_baseline"]
+    assert set(baseline["per_brand"]) <= set(BRANDS) and baseline["global"] > 0
+    assert set(result.report) >= {"reliability.png", "confusion.png"}
+    assert all(png.startswith(b"\x89PNG\r\n\x1a\n") for png in result.report.values())
+
+
+def _with_abstain(artifact, **thresholds):
+    from dataclasses import replace
+
+    return replace(artifact, metadata={**artifact.metadata, "abstain": thresholds})
+
+
+def test_pipeline_abstains_with_low_confidence_but_keeps_guesses_price_and_similar(trained, tiny_backbone):
+    samples, result = trained
+    artifact = _with_abstain(result.artifact, confidence_threshold=1.01, footwear_threshold=0.0)
+    answer = Pipeline(artifact, tiny_backbone, None).predict(samples[0].load())
+    assert answer.abstain is not None and answer.abstain.reason == "low_confidence"
+    assert answer.abstain.score == pytest.approx(answer.brands[0].probability)
+    assert answer.brands and answer.price is not None and answer.similar
+
+    confident = Pipeline(_with_abstain(result.artifact, confidence_threshold=0.0), tiny_backbone, None)
+    assert confident.predict(samples[0].load()).abstain is None
+
+
+def test_pipeline_rejects_what_the_footwear_detector_scores_below_threshold(trained, tiny_backbone):
+    from dataclasses import replace
+
+    from worker.ml.abstain import FOOTWEAR_CLASSES, FootwearDetector
+
+    samples, result = trained
+    bias = np.zeros(1000, np.float32)
+    weights = np.zeros((tiny_backbone.aux_dim, 1000), np.float32)
+    never_shoe = FootwearDetector(weights=weights, bias=bias - 50 * np.isin(np.arange(1000), FOOTWEAR_CLASSES))
+    artifact = replace(_with_abstain(result.artifact, footwear_threshold=0.5), footwear=never_shoe)
+    answer = Pipeline(artifact, tiny_backbone, None).predict(samples[0].load())
+    assert answer.abstain is not None and answer.abstain.reason == "not_footwear" and answer.abstain.score < 0.01
+    assert answer.brands and answer.price is None and answer.similar == []
+
+    always_shoe = FootwearDetector(weights=weights, bias=bias + 50 * np.isin(np.arange(1000), FOOTWEAR_CLASSES))
+    artifact = replace(_with_abstain(result.artifact, footwear_threshold=0.5), footwear=always_shoe)
+    assert Pipeline(artifact, tiny_backbone, None).predict(samples[0].load()).abstain is None

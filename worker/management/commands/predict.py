@@ -7,7 +7,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from worker.ml.errors import ImageError, ModelError
 
-EMPTY_RESULT = {"brand": None, "brands": None, "price_usd": None, "similar": None, "timings_ms": None}
+EMPTY_RESULT = {"brand": None, "brands": None, "abstain": None, "price_usd": None, "similar": None, "timings_ms": None}
 
 
 class Command(BaseCommand):
@@ -50,6 +50,8 @@ class Command(BaseCommand):
             self.stdout.write(f"{record['image']}: error {record['error']['code']}: {record['error']['message']}")
         else:
             guesses = ", ".join(f"{b['name']} {b['probability']:.2f}" for b in record["brands"])
+            if record["abstain"]:
+                guesses = f"abstains ({record['abstain']['reason']}); guesses: {guesses}"
             price = record["price_usd"]
             price_text = f" ~${price['estimate']:.0f} ({price['low']:.0f}-{price['high']:.0f})" if price else ""
             self.stdout.write(f"{record['image']}: {guesses}{price_text}")

@@ -1,0 +1,108 @@
+"""``manage.py evaluate DIR [--model VERSION] [--json]``: score a model on a folder in the manifest format.
+
+Runs exactly the worker's prediction pipeline (``worker.ml.evaluation.evaluate``). A manifest with a
+``brand`` column is scored as sneakers; one without (``category`` instead, like
+``../shared/datasets/negatives/``) as photos that must be rejected. ``DIR/extras/provenance.csv`` with
+an ``eyeballed_style`` column adds figures per style (real-world / product-shot). The figures are
+printed and saved on the model version (``metrics["evaluations"][<folder name>]``), where admin shows them.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+from typing import Any
+
+from django.core.management.base import BaseCommand, CommandError, CommandParser
+
+SUMMARY_KEYS = ("top1", "top3", "log_loss", "ece", "price_mae", "price_mape", "price_baseline_mae")
+
+
+def read_items(directory: Path) -> list[Any]:
+    """``EvalItem``s for every row of ``DIR/manifest.csv``; raises ``CommandError`` on a bad manifest."""
+    from worker.ml.evaluation import EvalItem
+
+    manifest = directory / "manifest.csv"
+    if not manifest.is_file():
+        raise CommandError(f"{manifest} does not exist")
+    styles: dict[str, str] = {}
+    provenance = directory / "extras" / "provenance.csv"
+    if provenance.is_file():
+        with provenance.open(newline="", encoding="utf-8") as handle:
+            styles = {row["image_path"]: row.get("eyeballed_style") or "" for row in csv.DictReader(handle)}
+    with manifest.open(newline="", encoding="utf-8") as handle:
+        reader = csv.DictReader(handle)
+        fields = reader.fieldnames or []
+        if "image_path" not in fields or not ({"brand", "category"} & set(fields)):
+            raise CommandError(f"{manifest} needs image_path and a brand (or category) column")
+        rows = list(reader)
+
+    def price(raw: str | None) -> float | None:
+        try:
+            return float(raw) if raw else None
+        except ValueError:
+            return None
+
+    return [
+        EvalItem(
+            load=lambda path=directory / row["image_path"]: path.read_bytes(),
+            brand=(row.get("brand") or None) if "brand" in fields else None,
+            category=row.get("category") or None,
+            price_usd=price(row.get("price_usd")),
+            style=styles.get(row["image_path"]) or None,
+            name=row["image_path"],
+        )
+        for row in rows
+    ]
+
+
+class Command(BaseCommand):
+    help = "Evaluate a model version on DIR/manifest.csv through the prediction pipeline."
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument("directory", type=Path)
+        parser.add_argument("--model", default=None, help="Model version name (default: the active one).")
+        parser.add_argument("--json", action="store_true", help="Print one JSON object.")
+        parser.add_argument("--no-save", action="store_true", help="Do not store the figures on the version.")
+
+    def handle(self, *args, directory: Path, model: str | None, json: bool, no_save: bool, **options) -> None:
+        from predictions.models import ModelVersion
+        from predictions.selectors import model_version_get_active
+        from worker import runtime
+        from worker.ml.errors import ModelError
+        from worker.ml.evaluation import evaluate
+
+        version = ModelVersion.objects.filter(name=model).first() if model else model_version_get_active()
+        if version is None:
+            raise CommandError(f"no model version {model!r}" if model else "no model version is active")
+        items = read_items(directory)
+        try:
+            pipeline = runtime.pipeline_get(version)
+        except ModelError as exc:
+            raise CommandError(str(exc)) from exc
+        report = evaluate(pipeline, items, progress=self._progress if not json else None)
+        report = {"model": version.name, "dataset": str(directory), **report}
+        if not no_save:
+            evaluations = dict(version.metrics.get("evaluations", {}))
+            evaluations[directory.resolve().name] = report
+            version.metrics = {**version.metrics, "evaluations": evaluations}
+            version.save(update_fields=["metrics"])
+        if json:
+            self.stdout.write(_dumps(report))
+            return
+        self.stdout.write(f"model {version.name} on {directory} ({report['n']} photos, {report['errors']} unreadable)")
+        for key in SUMMARY_KEYS:
+            if report.get(key) is not None:
+                self.stdout.write(f"  {key:20s} {report[key]:.4f}")
+        self.stdout.write(f"  abstained            {_dumps(report['abstained'])}")
+        for style, figures in report.get("by_style", {}).items():
+            self.stdout.write(f"  [{style}] top1 {figures.get('top1')} top3 {figures.get('top3')} n {figures.get('n')}")
+
+    def _progress(self, done: int, total: int) -> None:
+        if done == total or done % 100 == 0:
+            self.stdout.write(f"  {done}/{total}")
+
+
+def _dumps(value: Any) -> str:
+    return json.dumps(value, ensure_ascii=False, default=float)
