@@ -22,12 +22,16 @@ def image_bytes(fmt: str = "JPEG", size: tuple[int, int] = (64, 48), color=(200,
 def _isolated_storage(settings, tmp_path: Path) -> None:
     """Media and caches under the test's own temporary folder; nothing touches ``var/``.
 
-    The Django cache (API throttle counters) starts empty in every test.
+    The Django cache (API throttle counters) starts empty in every test. Training sees only the
+    catalog a test makes: no wild photos, negatives or ImageNet classifier unless a test sets them.
     """
     from django.core.cache import cache
 
     settings.MEDIA_ROOT = tmp_path / "media"
     settings.SNEAKERS_CACHE_DIR = tmp_path / "cache"
+    settings.SNEAKERS_WILD_DIR = tmp_path / "no-wild"
+    settings.SNEAKERS_NEGATIVES_DIR = tmp_path / "no-negatives"
+    settings.SNEAKERS_IMAGENET_CLASSIFIER_PATH = tmp_path / "no-classifier.keras"
     cache.clear()
 
 

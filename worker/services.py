@@ -7,6 +7,7 @@ pipeline or training loads TensorFlow.
 from __future__ import annotations
 
 import csv
+import hashlib
 import json
 import logging
 import shutil
@@ -141,40 +142,84 @@ def prediction_run(*, prediction_id: str) -> None:
     )
 
 
-def _abstain_options() -> dict[str, Any]:
-    """``train_model`` arguments for the abstain rules, from settings; empty parts when files are absent.
+def _quality_options(*, finetune: bool) -> dict[str, Any]:
+    """``train_model`` arguments beyond the catalog, from settings; parts whose files are absent are left out.
 
-    The ImageNet classifier (``SNEAKERS_IMAGENET_CLASSIFIER_PATH``) enables the ``not_footwear``
-    rule; the photos of ``SNEAKERS_NEGATIVES_DIR/manifest.csv`` report how many non-footwear photos
-    it rejects; the pipeline's own background remover prepares the photos the thresholds are tuned on.
+    - ``SNEAKERS_WILD_DIR``: real-world and off-catalogue photos (``manifest.csv``; styles from
+      ``extras/provenance.csv`` ``eyeballed_style``), split by ``train_model`` into training,
+      validation and a held-out part reported on its own.
+    - ``SNEAKERS_IMAGENET_CLASSIFIER_PATH``: enables the ``not_footwear`` rule; the photos of
+      ``SNEAKERS_NEGATIVES_DIR/manifest.csv`` tune and report it.
+    - the pipeline's own background remover (``test_remover``), so thresholds and validation see
+      photos as the prediction pipeline prepares them; fine-tuning (``finetune``) with its caches
+      under ``SNEAKERS_CACHE_DIR/quality``.
     """
-    options: dict[str, Any] = {}
+    from worker.ml.training import TrainingSample
+
+    options: dict[str, Any] = {"finetune": finetune, "workdir": Path(settings.SNEAKERS_CACHE_DIR) / "quality"}
+    options["test_remover"] = runtime.remover_get()
+    wild_rows = _manifest_rows(Path(settings.SNEAKERS_WILD_DIR))
+    if wild_rows:
+        styles = _provenance_styles(Path(settings.SNEAKERS_WILD_DIR))
+        options["wild"] = [
+            TrainingSample(
+                sha256=hashlib.sha256(path.read_bytes()).hexdigest(),
+                brand=row["brand"],
+                group=f"wild/{row['image_path']}",
+                price_usd=None,
+                product_id=None,
+                load=lambda path=path: path.read_bytes(),
+            )
+            for row, path in wild_rows
+            if row.get("brand")
+        ]
+        options["wild_styles"] = [styles.get(row["image_path"], "") for row, _ in wild_rows if row.get("brand")]
     classifier = Path(settings.SNEAKERS_IMAGENET_CLASSIFIER_PATH)
-    if not classifier.is_file():
+    if classifier.is_file():
+        options["imagenet_classifier_path"] = classifier
+        negative_rows = _manifest_rows(Path(settings.SNEAKERS_NEGATIVES_DIR))
+        options["negatives"] = [lambda path=path: path.read_bytes() for _, path in negative_rows]
+        options["negative_categories"] = [row.get("category") or "" for row, _ in negative_rows]
+    else:
         logger.warning("no ImageNet classifier at %s: the not_footwear rule stays off", classifier)
-        return options
-    options["imagenet_classifier_path"] = classifier
-    options["abstain_remover"] = runtime.remover_get()
-    manifest = Path(settings.SNEAKERS_NEGATIVES_DIR) / "manifest.csv"
-    if manifest.is_file():
-        with manifest.open(newline="", encoding="utf-8") as handle:
-            paths = [manifest.parent / row["image_path"] for row in csv.DictReader(handle) if row.get("image_path")]
-        options["negatives"] = [lambda path=path: path.read_bytes() for path in paths]
     return options
+
+
+def _manifest_rows(directory: Path) -> list[tuple[dict[str, str], Path]]:
+    """``(row, image path)`` of ``directory/manifest.csv`` whose image exists; [] without a manifest."""
+    manifest = directory / "manifest.csv"
+    if not manifest.is_file():
+        return []
+    with manifest.open(newline="", encoding="utf-8") as handle:
+        rows = [row for row in csv.DictReader(handle) if row.get("image_path")]
+    return [(row, directory / row["image_path"]) for row in rows if (directory / row["image_path"]).is_file()]
+
+
+def _provenance_styles(directory: Path) -> dict[str, str]:
+    """``image_path -> eyeballed_style`` from ``extras/provenance.csv`` ({} when absent)."""
+    provenance = directory / "extras" / "provenance.csv"
+    if not provenance.is_file():
+        return {}
+    with provenance.open(newline="", encoding="utf-8") as handle:
+        return {row["image_path"]: row.get("eyeballed_style") or "" for row in csv.DictReader(handle)}
 
 
 def model_version_train(
     *,
     seed: int | None = None,
     flip_augment: bool | None = None,
+    finetune: bool | None = None,
     activate_if_first: bool = True,
     progress: Callable[[int, int], None] | None = None,
 ) -> ModelVersion:
     """Train heads and a similarity index on the whole catalog and register a ``ModelVersion``.
 
-    Split grouped by product (``catalog.selectors.TrainingRow.group``), embeddings cached under
-    ``SNEAKERS_CACHE_DIR/embeddings`` per image hash and backbone, metrics on the test split. The
-    artifact files and ``split.json`` are written through Django storage under ``models/<name>/``.
+    Split grouped by product (``catalog.selectors.TrainingRow.group``) and near-duplicate photos,
+    embeddings cached under ``SNEAKERS_CACHE_DIR/embeddings`` per image hash and backbone, metrics on
+    the test split; wild photos, negatives, the ImageNet classifier and fine-tuning (``finetune``,
+    default ``SNEAKERS_FINETUNE``) as ``_quality_options`` describes. The artifact files (a
+    fine-tuned ``backbone.keras`` included), ``split.json`` and the report plots are written through
+    Django storage under ``models/<name>/``.
     The first version ever becomes active; later ones are ``candidate`` until staff activate them.
 
     Raises:
@@ -210,7 +255,7 @@ def model_version_train(
     ]
     started = time.monotonic()
     options: dict[str, Any] = {"seed": settings.SNEAKERS_TRAINING_SEED if seed is None else seed}
-    options.update(_abstain_options())
+    options.update(_quality_options(finetune=settings.SNEAKERS_FINETUNE if finetune is None else finetune))
     if flip_augment is not None:
         options["flip_augment"] = flip_augment
     # No background removal before embedding catalog photos: measured with benchmarks/bench_ml.py

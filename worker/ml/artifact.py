@@ -6,11 +6,14 @@ Layout of an artifact directory (``ARTIFACT_FILES``)::
     price_head.npz   PriceHead.to_arrays()      (absent when no prices were available)
     index.npz        SimilarityIndex.to_arrays()
     footwear.npz     FootwearDetector.to_arrays()  (absent when training had no ImageNet classifier)
+    backbone.keras   fine-tuned backbone            (only for variant "fine-tuned")
     metadata.json    classes, backbone fingerprint, embedding dim, seed, created time, preprocessing,
                      abstain thresholds, per-brand price baseline
 
 Files are NumPy ``.npz`` archives read with ``allow_pickle=False`` (no code execution on load) and a
-UTF-8 JSON file. The backbone itself is not copied: its fingerprint in the metadata names it.
+UTF-8 JSON file. The original backbone is not copied: its fingerprint (``backbone_fingerprint``)
+names it. A fine-tuned backbone is part of the artifact (``backbone.keras``, fingerprint in
+``finetuned_backbone_fingerprint``); it is a Keras 3 file of standard layers (no custom code).
 """
 
 from __future__ import annotations
@@ -37,9 +40,11 @@ PRICE_HEAD_FILE: Final = "price_head.npz"
 INDEX_FILE: Final = "index.npz"
 METADATA_FILE: Final = "metadata.json"
 FOOTWEAR_FILE: Final = "footwear.npz"
-ARTIFACT_FILES: Final = (BRAND_HEAD_FILE, PRICE_HEAD_FILE, INDEX_FILE, METADATA_FILE, FOOTWEAR_FILE)
-"""Every file an artifact may have; the optional ones are in ``OPTIONAL_ARTIFACT_FILES``."""
-OPTIONAL_ARTIFACT_FILES: Final = (PRICE_HEAD_FILE, FOOTWEAR_FILE)
+BACKBONE_FILE: Final = "backbone.keras"
+ARTIFACT_FILES: Final = (BRAND_HEAD_FILE, PRICE_HEAD_FILE, INDEX_FILE, METADATA_FILE, FOOTWEAR_FILE, BACKBONE_FILE)
+"""Every file an artifact may have; the optional ones are in ``OPTIONAL_ARTIFACT_FILES``. Report PNGs
+are not artifact files."""
+OPTIONAL_ARTIFACT_FILES: Final = (PRICE_HEAD_FILE, FOOTWEAR_FILE, BACKBONE_FILE)
 """Files that may be absent from a valid artifact."""
 
 
@@ -54,8 +59,15 @@ class ModelArtifact:
         footwear: the ImageNet footwear detector of the ``not_footwear`` abstain rule, or None.
         metadata: JSON-serialisable dict; keys written by ``train_model``: ``classes``,
             ``backbone_fingerprint``, ``embedding_dim``, ``created_at`` (ISO 8601 UTC), ``seed``,
-            ``preprocessing``, ``background``, ``brand_C``, ``temperature``, ``price_alpha``.
+            ``preprocessing``, ``background``, ``brand_C``, ``temperature``, ``price_alpha``,
+            ``variant`` (``"head-only"`` | ``"fine-tuned"``), ``abstain``
+            (``{"footwear_threshold": float | None, "confidence_threshold": float, ...}``),
+            ``price_baseline`` (``{"per_brand": {brand: USD}, "global": USD}``, medians of training
+            prices), ``background_rule`` (``"skip-plain"`` | ``"always"`` | ``"never"``) and, when
+            fine-tuned, ``finetuned_backbone_fingerprint``.
             ``Pipeline`` requires ``backbone_fingerprint`` and ``embedding_dim``.
+        footwear: ImageNet footwear detector, or None (then ``not_footwear`` is never returned).
+        backbone_keras: bytes of the fine-tuned backbone ``.keras`` file, or None (head-only).
     """
 
     brand_head: BrandHead
@@ -63,6 +75,7 @@ class ModelArtifact:
     index: SimilarityIndex
     metadata: dict[str, Any] = field(default_factory=dict)
     footwear: FootwearDetector | None = None
+    backbone_keras: bytes | None = None
 
     def save(self, directory: str | Path) -> None:
         """Write the artifact files into ``directory`` (created if needed).
@@ -86,6 +99,10 @@ class ModelArtifact:
             _write_npz(target / FOOTWEAR_FILE, self.footwear.to_arrays())
         else:
             (target / FOOTWEAR_FILE).unlink(missing_ok=True)
+        if self.backbone_keras is not None:
+            _write_atomic(target / BACKBONE_FILE, self.backbone_keras)
+        else:
+            (target / BACKBONE_FILE).unlink(missing_ok=True)
         text = json.dumps(self.metadata, indent=2, sort_keys=True, allow_nan=False)
         _write_atomic(target / METADATA_FILE, text.encode("utf-8"))
 
@@ -106,6 +123,8 @@ class ModelArtifact:
             footwear_path = source / FOOTWEAR_FILE
             footwear = FootwearDetector.from_arrays(_read_npz(footwear_path)) if footwear_path.exists() else None
             metadata = json.loads((source / METADATA_FILE).read_text(encoding="utf-8"))
+            backbone_path = source / BACKBONE_FILE
+            backbone_keras = backbone_path.read_bytes() if backbone_path.exists() else None
         except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as exc:
             # json.JSONDecodeError is a ValueError; np.load raises ValueError for non-npz bytes.
             raise ModelError(f"cannot load model artifact from {source}: {exc}") from exc
@@ -114,7 +133,14 @@ class ModelArtifact:
         widths = {brand_head.dim, index.dim} | ({price_head.dim} if price_head else set())
         if len(widths) != 1 and len(index) > 0:
             raise ModelError(f"{source}: heads and index disagree on the embedding width: {widths}")
-        return cls(brand_head=brand_head, price_head=price_head, index=index, metadata=metadata, footwear=footwear)
+        return cls(
+            brand_head=brand_head,
+            price_head=price_head,
+            index=index,
+            metadata=metadata,
+            footwear=footwear,
+            backbone_keras=backbone_keras,
+        )
 
 
 def _write_atomic(path: Path, payload: bytes) -> None:

@@ -10,11 +10,11 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Final
 
 import numpy as np
 
-from worker.ml.artifact import ModelArtifact
+from worker.ml.artifact import BACKBONE_FILE, ModelArtifact
 from worker.ml.backbone import l2_normalise
 from worker.ml.background import NoRemover, Remover, remove_background
 from worker.ml.errors import ModelError
@@ -23,6 +23,11 @@ from worker.ml.results import Abstain, BrandScore, PriceEstimate, SimilarItem
 
 if TYPE_CHECKING:
     from worker.ml.backbone import Backbone
+
+BACKGROUND_RULES: Final = ("skip-plain", "always", "never")
+"""Test-time background rules (artifact metadata ``background_rule``, chosen by ``train_model`` on
+validation photos; ``skip-plain`` when absent): remove unless the photo has a plain light background,
+always remove, never remove."""
 
 
 @dataclass(frozen=True)
@@ -61,13 +66,21 @@ class Pipeline:
         artifact: trained heads and index (``ModelArtifact.load``).
         backbone: the backbone the artifact was trained with.
         remover: background remover, or None for none (photos used as they are).
-        skip_plain: skip background removal for photos on a plain light background (as in training).
+        skip_plain: skip background removal for photos on a plain light background; None: follow the
+            artifact's ``background_rule`` (``never`` also drops the remover).
         max_bytes: upload size limit in bytes for ``predict``.
         max_pixels: pixel-count limit for ``predict``.
 
+    Abstain rules (thresholds from ``artifact.metadata["abstain"]``): ``not_footwear`` when the
+    artifact has a footwear detector, the metadata a ``footwear_threshold``, and the detector's score
+    of the photo's original ImageNet features (``Backbone.embed_raw`` aux output) is below it;
+    otherwise ``low_confidence`` when the calibrated top-1 probability is below
+    ``confidence_threshold`` (0 when absent: never).
+
     Raises:
-        ModelError: the artifact's ``backbone_fingerprint`` differs from ``backbone.fingerprint``, or
-            the embedding widths of artifact and backbone differ.
+        ModelError: the artifact's backbone fingerprint (``finetuned_backbone_fingerprint`` if set,
+            else ``backbone_fingerprint``) differs from ``backbone.fingerprint``, or the embedding
+            widths of artifact and backbone (or detector and aux output) differ.
     """
 
     def __init__(
@@ -76,11 +89,13 @@ class Pipeline:
         backbone: Backbone,
         remover: Remover | None,
         *,
-        skip_plain: bool = True,
+        skip_plain: bool | None = True,
         max_bytes: int = DEFAULT_MAX_BYTES,
         max_pixels: int = DEFAULT_MAX_PIXELS,
     ) -> None:
-        expected = artifact.metadata.get("backbone_fingerprint")
+        expected = artifact.metadata.get("finetuned_backbone_fingerprint") or artifact.metadata.get(
+            "backbone_fingerprint"
+        )
         if expected != backbone.fingerprint:
             raise ModelError(f"artifact was trained with backbone {expected!r}, not {backbone.fingerprint!r}")
         widths = {
@@ -94,6 +109,24 @@ class Pipeline:
             widths.add(artifact.index.dim)
         if len(widths) != 1:
             raise ModelError(f"embedding widths of artifact and backbone disagree: {sorted(map(str, widths))}")
+        if artifact.footwear is not None and artifact.footwear.dim != backbone.aux_dim:
+            raise ModelError(
+                f"footwear detector reads {artifact.footwear.dim}-d features, backbone gives {backbone.aux_dim}"
+            )
+        rule = str(artifact.metadata.get("background_rule", "skip-plain"))
+        if rule not in BACKGROUND_RULES:
+            raise ModelError(f"unknown background rule {rule!r} in artifact metadata")
+        if skip_plain is None:
+            skip_plain = rule == "skip-plain"
+            if rule == "never":
+                remover = None
+        self.background_rule = rule
+        thresholds = artifact.metadata.get("abstain") or {}
+        footwear_threshold = thresholds.get("footwear_threshold")
+        self.footwear_threshold: float | None = (
+            float(footwear_threshold) if footwear_threshold is not None and artifact.footwear is not None else None
+        )
+        self.confidence_threshold = float(thresholds.get("confidence_threshold") or 0.0)
         self.artifact = artifact
         self.backbone = backbone
         self.remover: Remover = remover if remover is not None else NoRemover()
@@ -187,14 +220,32 @@ class Pipeline:
 def load_pipeline(
     artifact_dir: Path,
     *,
-    backbone: Backbone,
+    backbone: Backbone | None = None,
+    backbone_path: Path | None = None,
     remover: Remover | None,
     max_bytes: int = DEFAULT_MAX_BYTES,
     max_pixels: int = DEFAULT_MAX_PIXELS,
 ) -> Pipeline:
-    """A ``Pipeline`` from an artifact folder and a loaded backbone.
+    """A ``Pipeline`` from an artifact folder.
+
+    The backbone is the artifact's own ``backbone.keras`` when present (variant ``fine-tuned``);
+    otherwise ``backbone`` (already loaded) or, failing that, ``Backbone(backbone_path)``. The
+    background rule, footwear detector and thresholds come from the artifact.
 
     Raises:
-        ModelError: artifact files missing or corrupt, or trained with another backbone.
+        ModelError: artifact or backbone files missing or corrupt, or trained with another backbone.
+        ValueError: neither ``backbone`` nor ``backbone_path`` given for a head-only artifact.
     """
-    return Pipeline(ModelArtifact.load(artifact_dir), backbone, remover, max_bytes=max_bytes, max_pixels=max_pixels)
+    from worker.ml.backbone import Backbone as _Backbone
+
+    folder = Path(artifact_dir)
+    artifact = ModelArtifact.load(folder)
+    if artifact.metadata.get("finetuned_backbone_fingerprint"):
+        if not (folder / BACKBONE_FILE).is_file():
+            raise ModelError(f"{folder}: fine-tuned artifact without {BACKBONE_FILE}")
+        backbone = _Backbone(folder / BACKBONE_FILE)
+    elif backbone is None:
+        if backbone_path is None:
+            raise ValueError("give backbone or backbone_path")
+        backbone = _Backbone(backbone_path)
+    return Pipeline(artifact, backbone, remover, skip_plain=None, max_bytes=max_bytes, max_pixels=max_pixels)
