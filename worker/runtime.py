@@ -54,20 +54,20 @@ def artifact_local_dir(model_version: ModelVersion) -> Path:
         ModelError: an artifact file is missing from storage.
     """
     target = Path(settings.SNEAKERS_CACHE_DIR) / "models" / model_version.name
-    if all((target / name).exists() for name in _present_files(model_version)):
+    present = _present_files(model_version)
+    if all((target / name).exists() for name in present):
         return target
-    staging = Path(
-        tempfile.mkdtemp(prefix=f".{model_version.name}-", dir=target.parent if target.parent.exists() else None)
-    )
+    # Stage beside the target so the final rename stays on one filesystem.
+    target.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{model_version.name}-", dir=target.parent))
     try:
-        for name in _present_files(model_version):
+        for name in present:
             storage_name = f"{model_version.artifact_prefix.rstrip('/')}/{name}"
             try:
                 with default_storage.open(storage_name, "rb") as source, (staging / name).open("wb") as sink:
                     shutil.copyfileobj(source, sink)
             except FileNotFoundError as exc:
                 raise ModelError(f"artifact file {storage_name} is missing from storage") from exc
-        target.parent.mkdir(parents=True, exist_ok=True)
         shutil.rmtree(target, ignore_errors=True)
         staging.rename(target)
     finally:
@@ -76,7 +76,7 @@ def artifact_local_dir(model_version: ModelVersion) -> Path:
 
 
 def _present_files(model_version: ModelVersion) -> list[str]:
-    """Artifact file names stored for this version (the price head is optional)."""
+    """Artifact file names stored for this version (optional ones may be absent)."""
     prefix = model_version.artifact_prefix.rstrip("/")
     return [name for name in ARTIFACT_FILES if default_storage.exists(f"{prefix}/{name}")]
 

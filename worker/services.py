@@ -160,7 +160,7 @@ def _quality_options(*, finetune: bool) -> dict[str, Any]:
     options["test_remover"] = runtime.remover_get()
     wild_rows = _manifest_rows(Path(settings.SNEAKERS_WILD_DIR))
     if wild_rows:
-        styles = _provenance_styles(Path(settings.SNEAKERS_WILD_DIR))
+        styles = provenance_styles(Path(settings.SNEAKERS_WILD_DIR))
         options["wild"] = [
             TrainingSample(
                 sha256=hashlib.sha256(path.read_bytes()).hexdigest(),
@@ -195,8 +195,12 @@ def _manifest_rows(directory: Path) -> list[tuple[dict[str, str], Path]]:
     return [(row, directory / row["image_path"]) for row in rows if (directory / row["image_path"]).is_file()]
 
 
-def _provenance_styles(directory: Path) -> dict[str, str]:
-    """``image_path -> eyeballed_style`` from ``extras/provenance.csv`` ({} when absent)."""
+def provenance_styles(directory: Path) -> dict[str, str]:
+    """``image_path -> eyeballed_style`` from ``directory/extras/provenance.csv`` ({} when absent).
+
+    The style (``real-world`` / ``product-shot``) of the shared wild photos; used by training and by
+    ``manage.py evaluate`` for per-style figures.
+    """
     provenance = directory / "extras" / "provenance.csv"
     if not provenance.is_file():
         return {}

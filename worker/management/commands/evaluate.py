@@ -22,15 +22,12 @@ SUMMARY_KEYS = ("top1", "top3", "log_loss", "ece", "price_mae", "price_mape", "p
 def read_items(directory: Path) -> list[Any]:
     """``EvalItem``s for every row of ``DIR/manifest.csv``; raises ``CommandError`` on a bad manifest."""
     from worker.ml.evaluation import EvalItem
+    from worker.services import provenance_styles
 
     manifest = directory / "manifest.csv"
     if not manifest.is_file():
         raise CommandError(f"{manifest} does not exist")
-    styles: dict[str, str] = {}
-    provenance = directory / "extras" / "provenance.csv"
-    if provenance.is_file():
-        with provenance.open(newline="", encoding="utf-8") as handle:
-            styles = {row["image_path"]: row.get("eyeballed_style") or "" for row in csv.DictReader(handle)}
+    styles = provenance_styles(directory)
     with manifest.open(newline="", encoding="utf-8") as handle:
         reader = csv.DictReader(handle)
         fields = reader.fieldnames or []
