@@ -18,7 +18,7 @@ from django.contrib.auth.models import AbstractBaseUser
 from django.core.files.base import ContentFile
 from django.core.files.uploadedfile import UploadedFile
 from django.db import transaction
-from django.db.models import Q
+from django.db.models import F, Q
 from django.utils import timezone
 
 from predictions.models import ModelVersion, Prediction
@@ -205,15 +205,13 @@ def prediction_claim(*, prediction_id: Any) -> Prediction | None:
 
     Safe to call twice: only the first caller gets the row.
     """
+    # One UPDATE, so a worker killed right after claiming still leaves its attempt counted.
     changed = Prediction.objects.filter(id=prediction_id, status=Prediction.Status.QUEUED).update(
-        status=Prediction.Status.RUNNING, started_at=timezone.now()
+        status=Prediction.Status.RUNNING, started_at=timezone.now(), attempts=F("attempts") + 1
     )
     if not changed:
         return None
-    prediction = Prediction.objects.get(id=prediction_id)
-    Prediction.objects.filter(id=prediction_id).update(attempts=prediction.attempts + 1)
-    prediction.attempts += 1
-    return prediction
+    return Prediction.objects.get(id=prediction_id)
 
 
 def prediction_release(*, prediction_id: Any) -> None:

@@ -108,3 +108,15 @@ def test_first_model_version_is_active_and_activation_retires_the_previous():
     first.refresh_from_db()
     assert first.status == ModelVersion.Status.RETIRED
     assert list(ModelVersion.objects.filter(status="active")) == [second]
+
+
+def test_claim_counts_the_attempt_in_the_same_update_that_marks_it_running():
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    prediction = prediction_create(upload=upload(image_bytes()), channel="web", session_key="s")
+    with CaptureQueriesContext(connection) as queries:
+        prediction_claim(prediction_id=prediction.id)
+    updates = [q["sql"] for q in queries.captured_queries if q["sql"].startswith("UPDATE")]
+    # A worker killed right after claiming must not leave a running row with its attempt uncounted.
+    assert len(updates) == 1 and '"attempts"' in updates[0] and '"status"' in updates[0]
