@@ -2,8 +2,8 @@
 
 Preprocessing of one image (the same at training and prediction time, see ``PREPROCESSING``):
 ``load_rgb`` (decode, EXIF orientation, RGB on white, longest side <= 1024 px) ->
-``remove_background(skip_plain=True)`` when a remover is given -> ``square_pad_resize`` to 224 px on
-white -> ``Backbone.embed`` (L2-normalised vector).
+``remove_background(skip_plain=True)`` when a remover is given -> ``square_pad_resize`` to
+``Backbone.input_size`` (320 px by default) on white -> ``Backbone.embed`` (L2-normalised vector).
 """
 
 from __future__ import annotations
@@ -27,7 +27,8 @@ if TYPE_CHECKING:
 PREPROCESSING: Final = (
     "load_rgb(max_side=1024, EXIF upright, transparency on white) -> "
     "remove_background(skip_plain=True) if a remover is set -> "
-    "square_pad_resize(224, white, Lanczos) -> (x - 127) / 128 -> backbone -> L2 normalise"
+    "square_pad_resize(backbone_input_size, white, Lanczos) -> (x - 127) / 128 -> backbone "
+    "(pooled output + backbone_taps) -> L2 normalise"
 )
 """Human-readable description of the preprocessing, stored in artifact metadata."""
 

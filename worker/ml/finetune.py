@@ -13,9 +13,10 @@ guide, https://keras.io/guides/transfer_learning/). Loss: class-weighted cross-e
 weights ``n / (C * n_c)``, as scikit-learn), Adam (Kingma & Ba, 2015), early stopping on validation
 log loss (best epoch's weights kept).
 
-The saved fine-tuned backbone (``build_dual_model``) has one input and two outputs: the fine-tuned
-pooled embedding and the original one (the untouched top), computed from one shared trunk pass, so
-the ImageNet footwear detector (``worker.ml.abstain``) needs no second network.
+The saved fine-tuned backbone (``build_dual_model``) has one input and two outputs: the embedding
+(the fine-tuned pooled output joined with the frozen trunk's taps, as ``worker.ml.backbone`` builds
+the multi-level descriptor) and the original pooled output (the untouched top), computed from one
+shared trunk pass, so the ImageNet footwear detector (``worker.ml.abstain``) needs no second network.
 """
 
 from __future__ import annotations
@@ -31,6 +32,8 @@ from worker.ml.backbone import INPUT_OFFSET, INPUT_SCALE, import_keras
 
 DEFAULT_CUT_LAYERS: Final = ("block14_add",)
 """Preferred cut points (first one present wins); else the input of the last Conv2D layer."""
+LAST_CONV_INPUT: Final = "last_conv_input"
+"""Cut name for "the input of the last Conv2D layer" (models without a preferred cut layer)."""
 
 
 @dataclass
@@ -68,20 +71,29 @@ def split_backbone(model: Any, cut_layer: str | None = None) -> tuple[Any, Any, 
     keras = import_keras()
     names = [layer.name for layer in model.layers]
     if cut_layer is None:
-        cut_layer = next((n for n in DEFAULT_CUT_LAYERS if n in names), None)
-    if cut_layer is None:
-        convs = [layer for layer in model.layers if isinstance(layer, keras.layers.Conv2D)]
-        if not convs:
-            raise ValueError("backbone has no Conv2D layer to fine-tune")
-        cut_tensor = convs[-1].input
-    else:
-        if cut_layer not in names:
-            raise ValueError(f"no layer {cut_layer!r} in the backbone")
-        cut_tensor = model.get_layer(cut_layer).output
-    name = cut_layer or "last_conv_input"
+        cut_layer = next((n for n in DEFAULT_CUT_LAYERS if n in names), LAST_CONV_INPUT)
+    cut_tensor = _cut_output(model, cut_layer)
+    name = cut_layer
     trunk = keras.Model(model.inputs[0], cut_tensor, name="trunk")
     top = keras.Model(cut_tensor, model.outputs[0], name="top_original")
     return trunk, top, name
+
+
+def _cut_output(model: Any, cut_layer: str) -> Any:
+    """The Keras tensor at ``cut_layer`` (``LAST_CONV_INPUT``: the input of the last ``Conv2D``).
+
+    Raises:
+        ValueError: no such layer, or no Conv2D for ``LAST_CONV_INPUT``.
+    """
+    keras = import_keras()
+    if cut_layer == LAST_CONV_INPUT:
+        convs = [layer for layer in model.layers if isinstance(layer, keras.layers.Conv2D)]
+        if not convs:
+            raise ValueError("backbone has no Conv2D layer to fine-tune")
+        return convs[-1].input
+    if cut_layer not in {layer.name for layer in model.layers}:
+        raise ValueError(f"no layer {cut_layer!r} in the backbone")
+    return model.get_layer(cut_layer).output
 
 
 def clone_top(top: Any) -> Any:
@@ -274,12 +286,35 @@ def finetune_top(
     return report
 
 
-def build_dual_model(trunk: Any, top_finetuned: Any, top_original: Any) -> Any:
-    """One Keras model: image ``(None, None, None, 3)`` -> ``[fine-tuned (None, D), original (None, D0)]``.
+def build_dual_model(
+    original: Any, cut_layer: str, top_finetuned: Any, taps: tuple[tuple[str, float], ...] = ()
+) -> Any:
+    """One Keras model: image ``(None, None, None, 3)`` -> ``[embedding (None, D), original (None, D0)]``.
 
+    The embedding is ``top_finetuned`` applied at ``cut_layer`` of ``original``, joined with the
+    original's ``taps`` (``worker.ml.backbone.multi_level_output``; with no taps it is the
+    L2-normalised fine-tuned output); the second output is the original pooled output, which the
+    ImageNet footwear detector reads. The trunk below the cut is ``original``'s own (frozen) layers.
     Inputs are normalised images (``(x - 127) / 128``), as for the original backbone.
+
+    Args:
+        original: the one-output backbone model as loaded (``Backbone.model``).
+        cut_layer: the layer ``split_backbone`` cut at.
+        top_finetuned: the trained top (``clone_top`` + ``finetune_top``).
+        taps: ``(layer name, weight)`` pairs, as ``Backbone.taps``; every layer must lie below the cut
+            or at it (they are read from the frozen trunk).
+
+    Raises:
+        ValueError: a layer name is not in ``original``.
     """
+    from worker.ml.backbone import multi_level_output
+
     keras = import_keras()
-    inputs = keras.Input(shape=(None, None, 3), name="image")
-    features = trunk(inputs)
-    return keras.Model(inputs, [top_finetuned(features), top_original(features)], name="finetuned_backbone")
+    layers = {layer.name for layer in original.layers}
+    missing = [name for name, _ in taps if name not in layers]
+    if missing:
+        raise ValueError(f"no layer {missing} in the backbone")
+    tuned = top_finetuned(_cut_output(original, cut_layer))
+    tapped = [(name, weight, original.get_layer(name).output) for name, weight in taps]
+    embedding = multi_level_output(tuned, tapped)
+    return keras.Model(original.inputs[0], [embedding, original.outputs[0]], name="finetuned_backbone")

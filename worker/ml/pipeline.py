@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Final
 import numpy as np
 
 from worker.ml.artifact import BACKBONE_FILE, ModelArtifact
-from worker.ml.backbone import l2_normalise
+from worker.ml.backbone import INPUT_SIZE, l2_normalise
 from worker.ml.background import NoRemover, Remover, remove_background
 from worker.ml.errors import ModelError
 from worker.ml.images import DEFAULT_MAX_BYTES, DEFAULT_MAX_PIXELS, encode_png, load_rgb
@@ -229,8 +229,10 @@ def load_pipeline(
     """A ``Pipeline`` from an artifact folder.
 
     The backbone is the artifact's own ``backbone.keras`` when present (variant ``fine-tuned``);
-    otherwise ``backbone`` (already loaded) or, failing that, ``Backbone(backbone_path)``. The
-    background rule, footwear detector and thresholds come from the artifact.
+    otherwise ``backbone`` (already loaded) or, failing that, ``Backbone(backbone_path)``, set up with
+    the artifact's ``backbone_input_size`` and ``backbone_taps`` (a loaded backbone set up otherwise is
+    reloaded from its file with them). The background rule, footwear detector and thresholds come
+    from the artifact.
 
     Raises:
         ModelError: artifact or backbone files missing or corrupt, or trained with another backbone.
@@ -240,12 +242,16 @@ def load_pipeline(
 
     folder = Path(artifact_dir)
     artifact = ModelArtifact.load(folder)
+    # Artifacts made before the multi-level descriptor have neither key: 224 px, no taps.
+    input_size = int(artifact.metadata.get("backbone_input_size", INPUT_SIZE))
+    taps = tuple((str(name), float(weight)) for name, weight in artifact.metadata.get("backbone_taps", []))
     if artifact.metadata.get("finetuned_backbone_fingerprint"):
         if not (folder / BACKBONE_FILE).is_file():
             raise ModelError(f"{folder}: fine-tuned artifact without {BACKBONE_FILE}")
-        backbone = _Backbone(folder / BACKBONE_FILE)
-    elif backbone is None:
-        if backbone_path is None:
+        backbone = _Backbone(folder / BACKBONE_FILE, input_size=input_size)
+    elif backbone is None or (backbone.input_size, backbone.taps) != (input_size, taps):
+        path = backbone.path if backbone is not None else backbone_path
+        if path is None:
             raise ValueError("give backbone or backbone_path")
-        backbone = _Backbone(backbone_path)
+        backbone = _Backbone(path, input_size=input_size, taps=taps)
     return Pipeline(artifact, backbone, remover, skip_plain=None, max_bytes=max_bytes, max_pixels=max_pixels)

@@ -12,7 +12,7 @@ from pathlib import Path
 from worker.ml.backbone import import_keras
 
 
-def build_tiny_backbone(path: Path, *, dim: int = 16, seed: int = 0) -> Path:
+def build_tiny_backbone(path: Path, *, dim: int = 16, seed: int = 0, tap_names: bool = False) -> Path:
     """Build and save a tiny Keras backbone: input ``(None, None, None, 3)``, output ``(None, dim)``.
 
     Layers: Conv2D(8, 3x3, stride 2, ReLU) -> Conv2D(16, 3x3, stride 2, ReLU) ->
@@ -24,6 +24,9 @@ def build_tiny_backbone(path: Path, *, dim: int = 16, seed: int = 0) -> Path:
         path: where to write the model; should end in ``.keras``. Parent folders are created.
         dim: embedding width D.
         seed: initialiser seed.
+        tap_names: name the two convolutions ``block7_add`` and ``block14_add``, as the
+            EfficientNet-Lite0 layers ``Backbone`` taps (and fine-tuning cuts at), so the multi-level
+            descriptor (16 + 8 + 16 = 40 wide for ``dim=16``) and its fine-tuning path are exercised.
 
     Returns:
         ``path``.
@@ -39,8 +42,9 @@ def build_tiny_backbone(path: Path, *, dim: int = 16, seed: int = 0) -> Path:
     keras = import_keras()
     init = keras.initializers.GlorotUniform
     inputs = keras.Input(shape=(None, None, 3))
-    x = keras.layers.Conv2D(8, 3, strides=2, activation="relu", kernel_initializer=init(seed))(inputs)
-    x = keras.layers.Conv2D(16, 3, strides=2, activation="relu", kernel_initializer=init(seed + 1))(x)
+    names = ("block7_add", "block14_add") if tap_names else (None, None)
+    x = keras.layers.Conv2D(8, 3, strides=2, activation="relu", kernel_initializer=init(seed), name=names[0])(inputs)
+    x = keras.layers.Conv2D(16, 3, strides=2, activation="relu", kernel_initializer=init(seed + 1), name=names[1])(x)
     x = keras.layers.GlobalAveragePooling2D()(x)
     outputs = keras.layers.Dense(dim, kernel_initializer=init(seed + 2))(x)
     model = keras.Model(inputs, outputs, name="tiny_backbone")

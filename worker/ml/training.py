@@ -34,6 +34,7 @@ from worker.ml.abstain import (
     rejection_rates,
 )
 from worker.ml.artifact import ModelArtifact
+from worker.ml.backbone import FINGERPRINT_LENGTH, backbone_fingerprint, tap_scale
 from worker.ml.background import Remover, remove_background
 from worker.ml.dedup import image_hashes, merge_near_duplicates
 from worker.ml.embeddings import PREPROCESSING, EmbeddingCache, embed_images
@@ -488,7 +489,10 @@ def train_model(
             remover,
             labels,
             split,
+            vectors,
+            mirrored,
             wild_sq,
+            wild_raw,
             rule,
             wild_labels,
             wild_train,
@@ -516,12 +520,10 @@ def train_model(
             seed,
             brand_c_grid,
         )
-        variant_fine.update(wild_raw=fine["wild_raw"], embedder=fine["embedder"], vectors=fine["vectors"])
+        variant_fine.update(wild_raw=fine["wild_raw"], vectors=fine["vectors"])
         candidates["fine-tuned"] = variant_fine
         finetuned_bytes = fine["keras_bytes"]
-    for candidate in candidates.values():
-        candidate.setdefault("vectors", vectors)
-        candidate.setdefault("embedder", base)
+    candidates["head-only"]["vectors"] = vectors
     chosen = min(candidates, key=lambda name: (candidates[name]["val"]["log_loss"], name != "head-only"))
     if keep_variant is not None:
         if keep_variant not in candidates:
@@ -611,6 +613,8 @@ def train_model(
         "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "seed": seed,
         "preprocessing": PREPROCESSING,
+        "backbone_input_size": backbone.input_size,
+        "backbone_taps": backbone.config["taps"],
         "background": remover.name if remover is not None else "none",
         "background_rule": rule,
         "flip_augment": flip_augment,
@@ -626,7 +630,10 @@ def train_model(
         "counts": {"samples": len(samples), "indexed": int(indexed.size), "wild": len(wild)},
     }
     if chosen == "fine-tuned" and finetuned_bytes is not None:
-        metadata["finetuned_backbone_fingerprint"] = hashlib.sha256(finetuned_bytes).hexdigest()[:16]
+        # As ``Backbone`` fingerprints that file (two outputs: its taps are inside, none added).
+        metadata["finetuned_backbone_fingerprint"] = backbone_fingerprint(
+            hashlib.sha256(finetuned_bytes).hexdigest()[:FINGERPRINT_LENGTH], backbone.input_size, ()
+        )
         metadata["finetune"] = {k: v for k, v in finetune_info.items() if k != "history"}
     artifact = ModelArtifact(
         brand_head=head,
@@ -872,10 +879,10 @@ def _report_pngs(brand_report: dict[str, Any], curves: dict[str, Any]) -> dict[s
 
 @dataclass(eq=False)
 class _Squares:
-    """224x224 squares of photos as the pipeline sees them under each background rule."""
+    """``Backbone.input_size`` squares of photos as the pipeline sees them under each background rule."""
 
-    raw: np.ndarray  # (N, 224, 224, 3) uint8, no background removal
-    removed: np.ndarray | None  # (N, 224, 224, 3) uint8, remover applied (None: no remover)
+    raw: np.ndarray  # (N, S, S, 3) uint8, no background removal
+    removed: np.ndarray | None  # (N, S, S, 3) uint8, remover applied (None: no remover)
     plain: np.ndarray  # (N,) bool, has_plain_background
 
 
@@ -923,7 +930,8 @@ def _photo_squares(
             with os.fdopen(handle, "wb") as stream:
                 np.savez(stream, raw=raw, removed=removed, plain=np.asarray(plain))
             os.replace(temp, path)
-    empty = np.zeros((0, 224, 224, 3), np.uint8)
+    side = backbone.input_size
+    empty = np.zeros((0, side, side, 3), np.uint8)
     return _Squares(
         raw=np.stack(raws) if raws else empty,
         removed=(np.stack(removeds) if removeds else empty) if remover is not None else None,
@@ -1024,7 +1032,10 @@ def _finetune_variant(
     remover: Remover | None,
     labels: np.ndarray,
     split: Split,
+    vectors: np.ndarray,
+    mirrored: np.ndarray | None,
     wild_sq: _Squares,
+    wild_base: _Embedded,
     rule: str,
     wild_labels: np.ndarray,
     wild_train: np.ndarray,
@@ -1038,7 +1049,11 @@ def _finetune_variant(
     workdir: Path | None,
     say: Callable[[str], None],
 ) -> dict[str, Any]:
-    """Fine-tune the top of the backbone on cached trunk activations (``worker.ml.finetune``)."""
+    """Fine-tune the top of the backbone on cached trunk activations (``worker.ml.finetune``).
+
+    ``vectors`` / ``mirrored`` (``(N, D)``, L2-normalised) and ``wild_base`` are the head-only
+    embeddings of the same photos: the taps of the multi-level descriptor come from the frozen trunk,
+    so their part of the descriptor is taken from there and only the pooled part is recomputed."""
     from worker.ml.augment import augment_photo
     from worker.ml.finetune import (
         build_dual_model,
@@ -1050,6 +1065,7 @@ def _finetune_variant(
     )
 
     started = time.perf_counter()
+    scale = tap_scale(backbone.taps)
     trunk, top_original, cut = split_backbone(backbone.model)
     top = clone_top(top_original)
     train_set = set(split.train.tolist())
@@ -1068,7 +1084,10 @@ def _finetune_variant(
             squares = [square]
             if i in train_set:
                 squares.append(np.ascontiguousarray(square[:, ::-1]))
-                squares += [augment_photo(rgb, np.random.default_rng([seed, i, k])) for k in range(copies)]
+                squares += [
+                    augment_photo(rgb, np.random.default_rng([seed, i, k]), size=backbone.input_size)
+                    for k in range(copies)
+                ]
             stack = trunk_activations(trunk, np.stack(squares))
             if path is not None:
                 path.parent.mkdir(parents=True, exist_ok=True)
@@ -1123,7 +1142,8 @@ def _finetune_variant(
         val_x,
         val_y,
         n_classes=len(head.classes),
-        head_weights=head.weights,
+        # The softmax layer sees the pooled part only; scaled to its share of the descriptor.
+        head_weights=head.weights[: backbone.top_dim] / scale,
         head_bias=head.bias,
         seed=seed,
         epochs=epochs,
@@ -1131,23 +1151,25 @@ def _finetune_variant(
         progress=say,
     )
     fit_seconds = time.perf_counter() - fit_started
-    vectors = _l2(top_embeddings(top, clean_acts))
-    mirrored = np.zeros_like(vectors)
-    if flipped:
-        mirrored[split.train] = _l2(top_embeddings(top, flip_acts))
-    wild_raw_ft = top_embeddings(top, wild_acts)
+    top_dim = backbone.top_dim
+
+    def joined(tuned: np.ndarray, descriptors: np.ndarray) -> np.ndarray:
+        """Fine-tuned pooled part + the taps of raw head-only descriptors, as ``build_dual_model``."""
+        return np.concatenate([_l2(tuned), descriptors[:, top_dim:]], axis=1)
+
+    tuned_vectors = _l2(joined(top_embeddings(top, clean_acts), vectors * scale))
+    tuned_mirrored = np.zeros_like(tuned_vectors)
+    if flipped and mirrored is not None:
+        tuned_mirrored[split.train] = _l2(joined(top_embeddings(top, flip_acts), mirrored[split.train] * scale))
+    wild_raw_ft = joined(top_embeddings(top, wild_acts), wild_base._pick(wild_base.raw, rule))
     wild_aux = top_embeddings(top_original, wild_acts)
     # One table under the chosen rule ("raw" kind, whatever the rule picked per photo).
     wild_embedded = _Embedded(raw={"raw": wild_raw_ft}, aux_features={"raw": wild_aux}, plain=wild_sq.plain)
-    dual = build_dual_model(trunk, top, top_original)
+    dual = build_dual_model(backbone.model, cut, top, backbone.taps)
     with tempfile.TemporaryDirectory() as temp:
         model_path = Path(temp) / "backbone.keras"
         dual.save(model_path)
         keras_bytes = model_path.read_bytes()
-
-    def embed_pair(squares: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        acts = trunk_activations(trunk, squares)
-        return top_embeddings(top, acts), top_embeddings(top_original, acts)
 
     info = {
         "cut_layer": cut,
@@ -1163,10 +1185,9 @@ def _finetune_variant(
         "seconds_total": round(time.perf_counter() - started, 1),
     }
     return {
-        "vectors": vectors,
-        "mirrored": mirrored,
+        "vectors": tuned_vectors,
+        "mirrored": tuned_mirrored,
         "wild_raw": wild_embedded,
-        "embedder": _Embedder(embed_pair=embed_pair),
         "keras_bytes": keras_bytes,
         "info": info,
     }

@@ -94,7 +94,9 @@ def test_augmentation_shapes_dtypes_and_determinism():
 
 
 @pytest.fixture(scope="module")
-def finetuned(tiny_backbone, tmp_path_factory):
+def finetuned(tapped_backbone, tmp_path_factory):
+    # The tapped backbone, as in production: fine-tuning must rebuild the multi-level descriptor.
+    tiny_backbone = tapped_backbone
     wild, styles = _wild()
     negatives = [lambda i=i: to_bytes(np.full((40, 40, 3), 20 * i, np.uint8), "PNG") for i in range(1, 5)]
     workdir = tmp_path_factory.mktemp("work")
@@ -134,20 +136,29 @@ def test_finetune_path_reports_both_variants_and_pngs(finetuned):
         assert Image.open(io.BytesIO(png)).format == "PNG"
 
 
-def test_finetuned_artifact_loads_with_its_own_backbone(finetuned, tiny_backbone, tiny_backbone_path, tmp_path):
+def test_finetuned_artifact_loads_with_its_own_backbone(finetuned, tapped_backbone, tapped_backbone_path, tmp_path):
     from dataclasses import replace
+
+    from worker.ml.images import load_rgb
 
     result, _ = finetuned
     artifact = result.artifact
     assert artifact.backbone_keras is not None
+    assert artifact.metadata["backbone_taps"] == [["block7_add", 0.4], ["block14_add", 0.7]]
     artifact.save(tmp_path / "v")
-    pipeline = load_pipeline(tmp_path / "v", backbone_path=tiny_backbone_path, remover=None)
-    assert pipeline.backbone.has_aux and pipeline.backbone.fingerprint != tiny_backbone.fingerprint
+    pipeline = load_pipeline(tmp_path / "v", backbone_path=tapped_backbone_path, remover=None)
+    assert pipeline.backbone.has_aux and pipeline.backbone.fingerprint != tapped_backbone.fingerprint
+    assert pipeline.backbone.dim == tapped_backbone.dim == 40
+    # The saved model embeds a catalog photo exactly as training did (fine-tuned part + taps).
+    sample = _samples()[0]
+    square = pipeline.backbone.preprocess(load_rgb(sample.load()))
+    row = int(np.flatnonzero(artifact.index.product_ids == sample.product_id)[0])
+    np.testing.assert_allclose(pipeline.backbone.embed(square[None])[0], artifact.index.embeddings[row], atol=1e-4)
     out = pipeline.predict(to_bytes(draw_shoe(COLOURS["blueco"], seed=999), "PNG"))
     assert out.brands[0].brand == "blueco"
     (tmp_path / "v" / "backbone.keras").unlink()
     with pytest.raises(ModelError):
-        load_pipeline(tmp_path / "v", backbone_path=tiny_backbone_path, remover=None)
+        load_pipeline(tmp_path / "v", backbone_path=tapped_backbone_path, remover=None)
     bad = replace(artifact, metadata={**artifact.metadata, "finetuned_backbone_fingerprint": "0" * 16})
     with pytest.raises(ModelError):
         Pipeline(bad, pipeline.backbone, None)
@@ -156,7 +167,7 @@ def test_finetuned_artifact_loads_with_its_own_backbone(finetuned, tiny_backbone
 # --- evaluate() ----------------------------------------------------------------------------------
 
 
-def test_evaluate_reports_figures_and_abstentions(finetuned, tiny_backbone, tiny_backbone_path, tmp_path):
+def test_evaluate_reports_figures_and_abstentions(finetuned, tapped_backbone_path, tmp_path):
     from dataclasses import replace
 
     result, _ = finetuned
@@ -168,7 +179,7 @@ def test_evaluate_reports_figures_and_abstentions(finetuned, tiny_backbone, tiny
     thresholds = {"footwear_threshold": 0.5, "confidence_threshold": 0.0}
     artifact = replace(artifact, footwear=keep, metadata={**artifact.metadata, "abstain": thresholds})
     artifact.save(tmp_path / "v")
-    pipeline = load_pipeline(tmp_path / "v", backbone_path=tiny_backbone_path, remover=None)
+    pipeline = load_pipeline(tmp_path / "v", backbone_path=tapped_backbone_path, remover=None)
     items = [
         EvalItem(load=lambda c=c, s=s: to_bytes(draw_shoe(c, seed=s), "PNG"), brand=b, price_usd=100.0, style="x")
         for s, (b, c) in enumerate(COLOURS.items(), start=900)
