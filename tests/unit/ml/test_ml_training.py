@@ -340,6 +340,25 @@ def test_pipeline_refuses_a_mismatched_backbone(trained, tiny_backbone):
         Pipeline(wrong_dim, tiny_backbone, None)
 
 
+def test_load_pipeline_sets_the_backbone_up_as_the_artifact_was_trained(trained, tiny_backbone, tmp_path):
+    from worker.ml.backbone import INPUT_SIZE, file_fingerprint
+    from worker.ml.pipeline import load_pipeline
+
+    _, result = trained
+    result.artifact.save(tmp_path / "new")
+    assert result.artifact.metadata["backbone_input_size"] == tiny_backbone.input_size == 320
+    assert load_pipeline(tmp_path / "new", backbone=tiny_backbone, remover=None).backbone is tiny_backbone
+    # An artifact from before the multi-level descriptor: no size or taps recorded, the file's own
+    # fingerprint. The loaded 320 px backbone is set up again at 224 px rather than refused.
+    metadata = {k: v for k, v in result.artifact.metadata.items() if not k.startswith("backbone_")}
+    metadata["backbone_fingerprint"] = file_fingerprint(tiny_backbone.path)
+    old = ModelArtifact(result.artifact.brand_head, result.artifact.price_head, result.artifact.index, metadata)
+    old.save(tmp_path / "old")
+    pipeline = load_pipeline(tmp_path / "old", backbone=tiny_backbone, remover=None)
+    assert pipeline.backbone.input_size == INPUT_SIZE and pipeline.backbone.taps == ()
+    assert pipeline.predict_rgb(draw_shoe(BRANDS["blueco"][0], seed=7)).brands
+
+
 def test_training_reports_calibration_thresholds_baseline_and_plots(trained):
     _, result = trained
     brand = result.metrics["brand"]
