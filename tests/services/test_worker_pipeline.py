@@ -7,8 +7,9 @@ import json
 import pytest
 from django.core.files.storage import default_storage
 from django.core.files.uploadedfile import SimpleUploadedFile
-from django.core.management import call_command
+from django.core.management import CommandError, call_command
 
+from catalog.models import ProductImage
 from predictions.models import ModelVersion, Prediction
 from predictions.services import prediction_create
 from tests.tiny_catalog import BRAND_COLOURS, build_tiny_catalog, shoe_photo
@@ -159,6 +160,23 @@ def test_evaluate_command_scores_sneakers_and_negatives_and_saves_on_the_version
     assert set(report["per_brand"]["redshoe"]) == {"precision", "recall", "support"}
     tiny_model.refresh_from_db()
     assert tiny_model.metrics["evaluations"]["held_out"]["top1"] == 1.0
+
+    # --split keeps the photos on one side of the version's split.json (none of these were trained on).
+    with pytest.raises(CommandError):
+        call_command("evaluate", str(sneakers), "--json", "--split", "test")
+    catalog = tmp_path / "catalog"
+    (catalog / "images").mkdir(parents=True)
+    split = json.loads(default_storage.open(f"{tiny_model.artifact_prefix}/split.json").read())
+    lines = ["image_path,brand"]
+    for number, (image, brand) in enumerate(ProductImage.objects.values_list("image", "brand__slug")):
+        (catalog / "images" / f"{number}.png").write_bytes(default_storage.open(image).read())
+        lines.append(f"images/{number}.png,{brand}")
+    (catalog / "manifest.csv").write_text("\n".join(lines) + "\n")
+    call_command("evaluate", str(catalog), "--json", "--split", "test")
+    report = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert report["split"] == "test" and report["n"] == len(split["test"]) > 0
+    tiny_model.refresh_from_db()
+    assert "catalog:test" in tiny_model.metrics["evaluations"]
 
     negatives = tmp_path / "negatives"
     (negatives / "images").mkdir(parents=True)

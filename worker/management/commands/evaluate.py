@@ -1,10 +1,17 @@
-"""``manage.py evaluate DIR [--model VERSION] [--json]``: score a model on a folder in the manifest format.
+"""``manage.py evaluate DIR [--model VERSION] [--split SIDE] [--json]``: score a model on a manifest folder.
 
 Runs exactly the worker's prediction pipeline (``worker.ml.evaluation.evaluate``). A manifest with a
 ``brand`` column is scored as sneakers; one without (``category`` instead, like
 ``../shared/datasets/negatives/``) as photos that must be rejected. ``DIR/extras/provenance.csv`` with
 an ``eyeballed_style`` column adds figures per style (real-world / product-shot). The figures are
-printed and saved on the model version (``metrics["evaluations"][<folder name>]``), where admin shows them.
+printed and saved on the model version (``metrics["evaluations"][<folder name>]``, or
+``<folder name>:<side>`` with ``--split``), where admin shows them.
+
+``--split test`` keeps only the photos the version held out when it was trained (its ``split.json``,
+matched by SHA-256 of the file): catalog test side, held-out wild photos, held-out negatives.
+``--split val`` keeps the validation side (catalog validation, wild validation, the negatives that
+tuned the threshold) and ``--split train`` the training side. A photo the version never saw is
+dropped by every side.
 """
 
 from __future__ import annotations
@@ -17,6 +24,50 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 SUMMARY_KEYS = ("top1", "top3", "log_loss", "ece", "price_mae", "price_mape", "price_baseline_mae")
+SPLIT_SIDES = ("train", "val", "test")
+"""Values of ``--split``; negatives have two sides, ``tune`` (for train and val) and ``holdout`` (test)."""
+
+
+def split_hashes(split: dict[str, Any], side: str) -> set[str]:
+    """SHA-256 hex digests on ``side`` of a version's ``split.json`` (catalog, wild and negatives).
+
+    Raises:
+        ValueError: ``side`` is not one of ``SPLIT_SIDES``.
+    """
+    if side not in SPLIT_SIDES:
+        raise ValueError(f"side must be one of {SPLIT_SIDES}, got {side!r}")
+    hashes = set(split.get(side, []))
+    hashes |= set(split.get("wild", {}).get(side, []))
+    negatives = split.get("negatives", {})
+    hashes |= set(negatives.get("holdout" if side == "test" else "tune", []) if side != "train" else [])
+    return hashes
+
+
+def read_split(version: Any) -> dict[str, Any]:
+    """The version's ``split.json`` from storage; raises ``CommandError`` when it is missing."""
+    from django.core.files.storage import default_storage
+
+    name = f"{version.artifact_prefix.rstrip('/')}/split.json"
+    try:
+        with default_storage.open(name, "rb") as handle:
+            return json.loads(handle.read())
+    except FileNotFoundError as exc:
+        raise CommandError(f"model version {version.name} has no split.json ({name})") from exc
+
+
+def keep_side(items: list[Any], hashes: set[str]) -> list[Any]:
+    """The items whose file bytes hash (SHA-256) into ``hashes``; unreadable files are dropped too."""
+    import hashlib
+
+    kept = []
+    for item in items:
+        try:
+            digest = hashlib.sha256(item.load()).hexdigest()
+        except OSError:
+            continue
+        if digest in hashes:
+            kept.append(item)
+    return kept
 
 
 def read_items(directory: Path) -> list[Any]:
@@ -62,8 +113,16 @@ class Command(BaseCommand):
         parser.add_argument("--model", default=None, help="Model version name (default: the active one).")
         parser.add_argument("--json", action="store_true", help="Print one JSON object.")
         parser.add_argument("--no-save", action="store_true", help="Do not store the figures on the version.")
+        parser.add_argument(
+            "--split",
+            choices=SPLIT_SIDES,
+            default=None,
+            help="Only the photos on this side of the version's training split (test: held out).",
+        )
 
-    def handle(self, *args, directory: Path, model: str | None, json: bool, no_save: bool, **options) -> None:
+    def handle(
+        self, *args, directory: Path, model: str | None, json: bool, no_save: bool, split: str | None, **options
+    ) -> None:
         from predictions.models import ModelVersion
         from predictions.selectors import model_version_get_active
         from worker import runtime
@@ -74,15 +133,20 @@ class Command(BaseCommand):
         if version is None:
             raise CommandError(f"no model version {model!r}" if model else "no model version is active")
         items = read_items(directory)
+        if split is not None:
+            items = keep_side(items, split_hashes(read_split(version), split))
+            if not items:
+                raise CommandError(f"no photo of {directory} is on the {split} side of {version.name}")
         try:
             pipeline = runtime.pipeline_get(version)
         except ModelError as exc:
             raise CommandError(str(exc)) from exc
         report = evaluate(pipeline, items, progress=self._progress if not json else None)
-        report = {"model": version.name, "dataset": str(directory), **report}
+        report = {"model": version.name, "dataset": str(directory), "split": split, **report}
         if not no_save:
             evaluations = dict(version.metrics.get("evaluations", {}))
-            evaluations[directory.resolve().name] = report
+            key = directory.resolve().name + (f":{split}" if split else "")
+            evaluations[key] = report
             version.metrics = {**version.metrics, "evaluations": evaluations}
             version.save(update_fields=["metrics"])
         if json:
