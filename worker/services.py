@@ -265,7 +265,7 @@ def model_version_train(
     # No background removal before embedding catalog photos: measured with benchmarks/bench_ml.py
     # (seed 42), removing it on the 329 non-plain catalog photos lowered test top-1 from 0.900 to
     # 0.893 and real-world top-1 on sneakers_wild from 0.638 to 0.603.
-    result = train_model(samples, backbone=backbone, cache=cache, progress=progress, **options)
+    result = train_model(samples, backbone=backbone, cache=cache, progress=progress, log=logger.info, **options)
     seconds = time.monotonic() - started
 
     name = timezone.now().strftime("v%Y%m%d-%H%M%S")

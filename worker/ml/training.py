@@ -451,14 +451,15 @@ def train_model(
     base = _Embedder.original(backbone)
     wild_raw = base.embed_squares(wild_sq)
     rule = "skip-plain"
+    rule_losses: dict[str, float] = {}
     if test_remover is not None and wild_val.size:
         probe, _ = _fit_brand(vectors, mirrored, labels, split, seed, brand_c_grid, extra=None, calibrate=False)
-        losses = {
+        rule_losses = {
             r: _val_log_loss(probe, wild_raw.normalised(r)[wild_val], wild_labels[wild_val])
             for r in ("skip-plain", "always", "never")
         }
-        rule = min(losses, key=lambda r: (losses[r], r != "skip-plain"))
-        say(f"background rule by wild validation log loss: {losses} -> {rule}")
+        rule = min(rule_losses, key=lambda r: (rule_losses[r], r != "skip-plain"))
+        say(f"background rule by wild validation log loss: {rule_losses} -> {rule}")
 
     neg_items = [(hashlib.sha256(load()).hexdigest(), load) for load in negatives]
     neg_sq = _photo_squares(neg_items, backbone, test_remover, square_dir, rule) if detector else None
@@ -652,6 +653,7 @@ def train_model(
         "wild": wild_report or None,
         "abstain": abstain_report,
         "background_rule": rule,
+        "background_rule_val_log_loss": rule_losses or None,
         "counts": {
             "train": int(train.size),
             "val": int(val.size),
