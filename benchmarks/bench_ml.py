@@ -76,13 +76,14 @@ def read_catalog(shared: Path, limit: int | None, seed: int):
 def bench_speed(backbone, u2net, grabcut, wild_paths: list[Path]) -> None:
     """Embedding and background-removal speed."""
     rng = np.random.default_rng(0)
-    batch = rng.integers(0, 256, size=(32, 224, 224, 3), dtype=np.uint8)
+    side = backbone.input_size
+    batch = rng.integers(0, 256, size=(32, side, side, 3), dtype=np.uint8)
     backbone.embed(batch[:1])  # trace
     backbone.embed(batch)
     started = time.perf_counter()
     for i in range(20):
         backbone.embed(batch[i % 32 : i % 32 + 1])
-    stamp(f"embed batch 1: {per_image_ms(time.perf_counter() - started, 20)}")
+    stamp(f"embed batch 1 ({side} px, {backbone.dim}-d): {per_image_ms(time.perf_counter() - started, 20)}")
     started = time.perf_counter()
     for _ in range(3):
         backbone.embed(batch)

@@ -1,7 +1,8 @@
 """Model quality on the real shared data: head-only vs fine-tuned, calibration, abstention, price.
 
-Run from the repository root (2 CPU cores: about 20-30 minutes, most of it U^2-Net-p on the wild and
-negative photos and the fine-tuning; caches under ``var/cache`` make a second run much faster)::
+Run from the repository root (2 CPU cores, 320 px multi-level descriptor: about 30-40 minutes from
+cold caches, most of it U^2-Net-p on the wild and negative photos, the trunk activations of the
+augmented copies and the fine-tuning; caches under ``var/cache`` make a second run much faster)::
 
     .venv/bin/python benchmarks/bench_quality.py [--no-finetune] [--copies 2] [--epochs 4] [--budget 420]
 
@@ -157,7 +158,8 @@ def main() -> None:
     )
     print(json.dumps(report, sort_keys=True, default=str), flush=True)
 
-    squares = np.random.default_rng(0).integers(0, 256, size=(20, 224, 224, 3), dtype=np.uint8)
+    side = backbone.input_size
+    squares = np.random.default_rng(0).integers(0, 256, size=(20, side, side, 3), dtype=np.uint8)
     stamp(f"head-only backbone: {time_backbone(backbone, squares):.1f} ms/image (batch 1)")
     if pipeline.backbone is not backbone:
         stamp(f"fine-tuned dual backbone: {time_backbone(pipeline.backbone, squares):.1f} ms/image (batch 1)")
