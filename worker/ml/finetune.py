@@ -4,10 +4,8 @@ The backbone is cut in two at ``cut_layer`` (EfficientNet-Lite0: after ``block14
 (expand 1x1, depthwise 3x3, project 1x1) and the top 1x1 convolution, about 1.0 M weights, are
 trained; ~95 % of the compute stays frozen). The frozen trunk is run once per training photo and per
 pre-generated augmented copy (``worker.ml.augment``); its ``(h, w, c)`` activations are kept as
-float16, with the frozen tap part of the multi-level descriptor (``trunk_with_taps``). Training then
-runs only the top part + a softmax layer over ``[l2(top(activations)), tap part]``, initialised
-from the head-only head, so an epoch over ~17,000 copies at 320 px takes about a minute on 2 CPU
-cores instead of ~10.
+float16. Training then runs only the top part + a softmax layer on those activations, so an epoch
+over ~25,000 copies takes about a minute on 2 CPU cores instead of ~10.
 
 BatchNormalization layers stay in inference mode (``training=False``: moving statistics frozen), as
 advised for fine-tuning on small data (``../shared/weights/README.md``; Keras transfer-learning
