@@ -104,21 +104,14 @@ def multi_level_output(pooled: Any, tapped: list[tuple[str, float, Any]]) -> Any
         tapped: ``(layer name, weight, (None, h, w, c) tensor)`` per tap; empty: just ``l2(pooled)``.
     """
     keras = import_keras()
-    parts = [keras.layers.UnitNormalization(name="mld_top_l2")(pooled), *tap_parts(tapped)]
-    if len(parts) == 1:
-        return parts[0]
-    return keras.layers.Concatenate(name="mld_concat")(parts)
-
-
-def tap_parts(tapped: list[tuple[str, float, Any]]) -> list[Any]:
-    """Keras tensors ``(None, c_i)``: ``w_i * l2(avg_pool(tap_i))`` per ``(name, weight, tensor)`` tap."""
-    keras = import_keras()
-    parts = []
+    parts = [keras.layers.UnitNormalization(name="mld_top_l2")(pooled)]
     for name, weight, tensor in tapped:
         part = keras.layers.GlobalAveragePooling2D(name=f"mld_{name}_pool")(tensor)
         part = keras.layers.UnitNormalization(name=f"mld_{name}_l2")(part)
         parts.append(keras.layers.Rescaling(float(weight), name=f"mld_{name}_weight")(part))
-    return parts
+    if len(parts) == 1:
+        return parts[0]
+    return keras.layers.Concatenate(name="mld_concat")(parts)
 
 
 class Backbone:

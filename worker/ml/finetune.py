@@ -105,35 +105,11 @@ def clone_top(top: Any) -> Any:
     return copy
 
 
-def trunk_with_taps(original: Any, cut_layer: str, taps: tuple[tuple[str, float], ...]) -> Any:
-    """Keras model: normalised image -> ``[activations at cut_layer, tap part (None, sum c_i)]``.
-
-    The tap part is the frozen part of the multi-level descriptor (``worker.ml.backbone.tap_parts``),
-    a ``(None, 0)`` tensor when there are no taps, so fine-tuning sees the whole descriptor.
-
-    Raises:
-        ValueError: a layer name is not in ``original``.
-    """
-    from worker.ml.backbone import tap_parts
-
-    keras = import_keras()
-    missing = [name for name, _ in taps if name not in {layer.name for layer in original.layers}]
-    if missing:
-        raise ValueError(f"no layer {missing} in the backbone")
-    cut = _cut_output(original, cut_layer)
-    parts = tap_parts([(name, weight, original.get_layer(name).output) for name, weight in taps])
-    if not parts:
-        # A zero-width tensor keeps one code path for backbones without taps.
-        parts = [keras.layers.Lambda(lambda t: t[:, :0, 0, 0], output_shape=(0,), name="no_taps")(cut)]
-    tapped = parts[0] if len(parts) == 1 else keras.layers.Concatenate(name="mld_taps")(parts)
-    return keras.Model(original.inputs[0], [cut, tapped], name="trunk_with_taps")
-
-
-def trunk_outputs(model: Any, squares: np.ndarray, *, batch_size: int = 32) -> tuple[np.ndarray, np.ndarray]:
-    """``trunk_with_taps`` outputs of ``(N, S, S, 3) uint8`` squares, normalised ``(x - 127) / 128``.
+def trunk_activations(trunk: Any, squares: np.ndarray, *, batch_size: int = 32) -> np.ndarray:
+    """Frozen-trunk activations of ``(N, S, S, 3) uint8`` squares, normalised ``(x - 127) / 128``.
 
     Returns:
-        ``(activations (N, h, w, c) float16, tap part (N, E) float32)``.
+        ``(N, h, w, c) float16``.
 
     Raises:
         ValueError: ``squares`` is not ``(N, S, S, 3) uint8``.
@@ -142,18 +118,15 @@ def trunk_outputs(model: Any, squares: np.ndarray, *, batch_size: int = 32) -> t
 
     if squares.dtype != np.uint8 or squares.ndim != 4 or squares.shape[-1] != 3:
         raise ValueError(f"expected (N, S, S, 3) uint8, got {squares.shape} {squares.dtype}")
-    forward = _compiled(model)
-    acts, taps = [], []
+    forward = _compiled(trunk)
+    out = []
     for start in range(0, squares.shape[0], batch_size):
         x = (tf.convert_to_tensor(squares[start : start + batch_size], tf.float32) - INPUT_OFFSET) / INPUT_SCALE
-        a, t = forward(x)
-        acts.append(np.asarray(a, dtype=np.float16))
-        taps.append(np.asarray(t, dtype=np.float32))
-    if not acts:
-        shape = model.output_shape[0][1:]
-        width = int(model.output_shape[1][-1] or 0)
-        return np.zeros((0, *[s or 1 for s in shape]), np.float16), np.zeros((0, width), np.float32)
-    return np.concatenate(acts), np.concatenate(taps)
+        out.append(np.asarray(forward(x), dtype=np.float16))
+    if not out:
+        shape = trunk.output_shape[1:]
+        return np.zeros((0, *[s or 1 for s in shape]), dtype=np.float16)
+    return np.concatenate(out)
 
 
 _COMPILED: dict[int, Any] = {}
@@ -193,8 +166,6 @@ def finetune_top(
     head_weights: np.ndarray,
     head_bias: np.ndarray,
     seed: int,
-    train_fixed: np.ndarray | None = None,
-    val_fixed: np.ndarray | None = None,
     epochs: int = 6,
     learning_rate: float = 1e-4,
     batch_size: int = 64,
@@ -204,11 +175,8 @@ def finetune_top(
 ) -> FinetuneReport:
     """Train ``top`` (in place) + a softmax layer on trunk activations; keep the best epoch's weights.
 
-    Model: ``softmax([l2_normalise(top(x)), f] @ W + b)`` where ``f`` is the frozen tap part of the
-    multi-level descriptor (``train_fixed`` / ``val_fixed``, none without taps); W and b are
-    initialised from the head-only brand head (``head_weights`` ``(D, C)`` already divided by the
-    descriptor's length ``tap_scale``, ``head_bias`` ``(C,)``), so training starts where the
-    head-only model is.
+    Model: ``softmax(l2_normalise(top(x)) @ W + b)``, W and b initialised from the head-only brand
+    head (``head_weights`` ``(D, C)``, ``head_bias`` ``(C,)``) so training starts from a good point.
 
     Args:
         top: the trainable top (``clone_top``), modified in place.
@@ -216,7 +184,6 @@ def finetune_top(
         val_x, val_y: validation activations and labels (clean photos, no augmentation).
         n_classes: C.
         head_weights, head_bias: initial softmax layer.
-        train_fixed, val_fixed: ``(N, E) float32`` tap parts of the rows (None: ``E = 0``).
         seed: shuffling seed (``numpy.random.default_rng``) and TensorFlow seed.
         epochs: maximum epochs.
         learning_rate: Adam step size.
@@ -240,23 +207,19 @@ def finetune_top(
     counts = np.bincount(train_y, minlength=n_classes).astype(np.float64)
     weights_per_class = np.where(counts > 0, train_y.size / (n_classes * np.maximum(counts, 1)), 0.0)
     class_weight = tf.constant(weights_per_class, tf.float32)
-    train_fixed = np.zeros((train_x.shape[0], 0), np.float32) if train_fixed is None else train_fixed
-    val_fixed = np.zeros((val_x.shape[0], 0), np.float32) if val_fixed is None else val_fixed
-    if train_fixed.shape[0] != train_x.shape[0] or val_fixed.shape[0] != val_x.shape[0]:
-        raise ValueError("fixed features must have one row per activation")
     kernel = tf.Variable(np.asarray(head_weights, np.float32))
     bias = tf.Variable(np.asarray(head_bias, np.float32))
     variables = [*top.trainable_variables, kernel, bias]
     optimizer = keras.optimizers.Adam(learning_rate=learning_rate)
 
-    def logits_of(x: Any, fixed: Any) -> Any:
-        embedding = tf.concat([tf.math.l2_normalize(top(x, training=False), axis=-1), fixed], axis=-1)
+    def logits_of(x: Any) -> Any:
+        embedding = tf.math.l2_normalize(top(x, training=False), axis=-1)
         return tf.matmul(embedding, kernel) + bias
 
     @tf.function(reduce_retracing=True)
-    def step(x: Any, fixed: Any, y: Any) -> Any:
+    def step(x: Any, y: Any) -> Any:
         with tf.GradientTape() as tape:
-            logits = logits_of(x, fixed)
+            logits = logits_of(x)
             per_row = tf.nn.sparse_softmax_cross_entropy_with_logits(labels=y, logits=logits)
             loss = tf.reduce_sum(per_row * tf.gather(class_weight, y)) / tf.reduce_sum(tf.gather(class_weight, y))
         grads = tape.gradient(loss, variables)
@@ -265,19 +228,14 @@ def finetune_top(
         return loss, correct
 
     @tf.function(reduce_retracing=True)
-    def val_step(x: Any, fixed: Any) -> Any:
-        return tf.nn.log_softmax(logits_of(x, fixed), axis=-1)
+    def val_step(x: Any) -> Any:
+        return tf.nn.log_softmax(logits_of(x), axis=-1)
 
     def validate() -> tuple[float, float]:
         if val_x.shape[0] == 0:
             return float("nan"), float("nan")
         parts = [
-            np.asarray(
-                val_step(
-                    tf.convert_to_tensor(val_x[i : i + 256], tf.float32),
-                    tf.convert_to_tensor(val_fixed[i : i + 256], tf.float32),
-                )
-            )
+            np.asarray(val_step(tf.convert_to_tensor(val_x[i : i + 256], tf.float32)))
             for i in range(0, val_x.shape[0], 256)
         ]
         log_p = np.concatenate(parts)
@@ -296,11 +254,7 @@ def finetune_top(
         total_loss, total_correct = 0.0, 0.0
         for i in range(0, order.size, batch_size):
             rows = np.sort(order[i : i + batch_size])
-            loss, correct = step(
-                tf.convert_to_tensor(train_x[rows], tf.float32),
-                tf.convert_to_tensor(train_fixed[rows], tf.float32),
-                tf.convert_to_tensor(train_y[rows]),
-            )
+            loss, correct = step(tf.convert_to_tensor(train_x[rows], tf.float32), tf.convert_to_tensor(train_y[rows]))
             total_loss += float(loss) * rows.size
             total_correct += float(correct)
         val_loss, val_acc = validate()

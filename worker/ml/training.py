@@ -490,7 +490,10 @@ def train_model(
             remover,
             labels,
             split,
+            vectors,
+            mirrored,
             wild_sq,
+            wild_raw,
             rule,
             wild_labels,
             wild_train,
@@ -1031,7 +1034,10 @@ def _finetune_variant(
     remover: Remover | None,
     labels: np.ndarray,
     split: Split,
+    vectors: np.ndarray,
+    mirrored: np.ndarray | None,
     wild_sq: _Squares,
+    wild_base: _Embedded,
     rule: str,
     wild_labels: np.ndarray,
     wild_train: np.ndarray,
@@ -1047,9 +1053,9 @@ def _finetune_variant(
 ) -> dict[str, Any]:
     """Fine-tune the top of the backbone on cached trunk activations (``worker.ml.finetune``).
 
-    The trunk pass also yields the frozen tap part of the multi-level descriptor of every photo and
-    copy, so the softmax layer sees the whole descriptor while training and only the pooled part
-    changes."""
+    ``vectors`` / ``mirrored`` (``(N, D)``, L2-normalised) and ``wild_base`` are the head-only
+    embeddings of the same photos: the taps of the multi-level descriptor come from the frozen trunk,
+    so their part of the descriptor is taken from there and only the pooled part is recomputed."""
     from worker.ml.augment import augment_photo
     from worker.ml.finetune import (
         build_dual_model,
@@ -1057,25 +1063,21 @@ def _finetune_variant(
         finetune_top,
         split_backbone,
         top_embeddings,
-        trunk_outputs,
-        trunk_with_taps,
+        trunk_activations,
     )
 
     started = time.perf_counter()
     scale = tap_scale(backbone.taps)
-    _, top_original, cut = split_backbone(backbone.model)
-    trunk = trunk_with_taps(backbone.model, cut, backbone.taps)
+    trunk, top_original, cut = split_backbone(backbone.model)
     top = clone_top(top_original)
     train_set = set(split.train.tolist())
     tag = f"{backbone.fingerprint}-{cut}-k{copies}-s{seed}-{remover.name if remover is not None else 'none'}"
     folder = Path(workdir) / "activations" / tag if workdir is not None else None
     clean, flipped, augmented, augmented_labels = [], [], [], []
-    clean_taps, flipped_taps, augmented_taps = [], [], []
     for i, sample in enumerate(samples):
-        path = folder / f"{sample.sha256}.{'t' if i in train_set else 'o'}.npz" if folder is not None else None
+        path = folder / f"{sample.sha256}.{'t' if i in train_set else 'o'}.npy" if folder is not None else None
         if path is not None and path.exists():
-            with np.load(path, allow_pickle=False) as stored:
-                stack, taps = stored["acts"], stored["taps"]
+            stack = np.load(path, allow_pickle=False)
         else:
             rgb = load_rgb(sample.load(), max_side=DEFAULT_MAX_SIDE)
             if remover is not None:
@@ -1088,31 +1090,24 @@ def _finetune_variant(
                     augment_photo(rgb, np.random.default_rng([seed, i, k]), size=backbone.input_size)
                     for k in range(copies)
                 ]
-            stack, taps = trunk_outputs(trunk, np.stack(squares))
+            stack = trunk_activations(trunk, np.stack(squares))
             if path is not None:
                 path.parent.mkdir(parents=True, exist_ok=True)
-                handle, temp = tempfile.mkstemp(dir=path.parent, suffix=".npz")
-                with os.fdopen(handle, "wb") as stream:
-                    np.savez(stream, acts=stack, taps=taps)
-                os.replace(temp, path)
+                np.save(path, stack)
         clean.append(stack[0])
-        clean_taps.append(taps[0])
         if i in train_set:
             flipped.append(stack[1])
-            flipped_taps.append(taps[1])
             augmented.extend(stack[2:])
-            augmented_taps.extend(taps[2:])
             augmented_labels.extend([labels[i]] * (stack.shape[0] - 2))
         if (i + 1) % 500 == 0:
             say(f"  trunk activations {i + 1}/{len(samples)} ({time.perf_counter() - started:.0f} s)")
-    clean_acts, clean_fixed = np.stack(clean), np.stack(clean_taps)
+    clean_acts = np.stack(clean)
     flip_acts = np.stack(flipped) if flipped else clean_acts[:0]
-    flip_fixed = np.stack(flipped_taps) if flipped else clean_fixed[:0]
     use_removed = _rule_pick(rule, wild_sq.plain, wild_sq.removed is not None)
     wild_squares = wild_sq.raw.copy()
     if use_removed.any() and wild_sq.removed is not None:
         wild_squares[use_removed] = wild_sq.removed[use_removed]
-    wild_acts, wild_fixed = trunk_outputs(trunk, wild_squares)
+    wild_acts = trunk_activations(trunk, wild_squares) if len(wild_squares) else clean_acts[:0]
     acts_seconds = time.perf_counter() - started
     say(f"activations ready in {acts_seconds:.0f} s")
     index = {name: i for i, name in enumerate(head.classes)}
@@ -1120,14 +1115,10 @@ def _finetune_variant(
     train_set_known = set(train.tolist())
     keep_flip = [j for j, i in enumerate(split.train) if i in train_set_known]
     aug_array = np.stack(augmented) if augmented else clean_acts[:0]
-    aug_fixed = np.stack(augmented_taps) if augmented else clean_fixed[:0]
     aug_keep = np.isin(np.asarray(augmented_labels), head.classes) if augmented else np.zeros(0, bool)
     wild_train_known = wild_train[np.isin(wild_labels[wild_train], head.classes)]
     train_x = np.concatenate(
         [clean_acts[train], flip_acts[keep_flip], aug_array[aug_keep], wild_acts[wild_train_known]]
-    )
-    train_fixed = np.concatenate(
-        [clean_fixed[train], flip_fixed[keep_flip], aug_fixed[aug_keep], wild_fixed[wild_train_known]]
     )
     train_y = np.asarray(
         [
@@ -1144,7 +1135,6 @@ def _finetune_variant(
     val_rows = split.val[np.isin(labels[split.val], head.classes)]
     wild_val_known = wild_val[np.isin(wild_labels[wild_val], head.classes)]
     val_x = np.concatenate([clean_acts[val_rows], wild_acts[wild_val_known]])
-    val_fixed = np.concatenate([clean_fixed[val_rows], wild_fixed[wild_val_known]])
     val_y = np.asarray([index[b] for b in [*labels[val_rows], *wild_labels[wild_val_known]]], dtype=np.int64)
     fit_started = time.perf_counter()
     report = finetune_top(
@@ -1154,27 +1144,26 @@ def _finetune_variant(
         val_x,
         val_y,
         n_classes=len(head.classes),
-        # The head was fitted on descriptors divided by their length (L2-normalised).
-        head_weights=head.weights / scale,
+        # The softmax layer sees the pooled part only; scaled to its share of the descriptor.
+        head_weights=head.weights[: backbone.top_dim] / scale,
         head_bias=head.bias,
-        train_fixed=train_fixed,
-        val_fixed=val_fixed,
         seed=seed,
         epochs=epochs,
         time_budget_s=budget_s,
         progress=say,
     )
     fit_seconds = time.perf_counter() - fit_started
+    top_dim = backbone.top_dim
 
-    def joined(acts: np.ndarray, fixed: np.ndarray) -> np.ndarray:
-        """Raw descriptors as ``build_dual_model`` computes them: tuned pooled part + frozen taps."""
-        return np.concatenate([_l2(top_embeddings(top, acts)), fixed], axis=1)
+    def joined(tuned: np.ndarray, descriptors: np.ndarray) -> np.ndarray:
+        """Fine-tuned pooled part + the taps of raw head-only descriptors, as ``build_dual_model``."""
+        return np.concatenate([_l2(tuned), descriptors[:, top_dim:]], axis=1)
 
-    tuned_vectors = _l2(joined(clean_acts, clean_fixed))
+    tuned_vectors = _l2(joined(top_embeddings(top, clean_acts), vectors * scale))
     tuned_mirrored = np.zeros_like(tuned_vectors)
-    if flipped:
-        tuned_mirrored[split.train] = _l2(joined(flip_acts, flip_fixed))
-    wild_raw_ft = joined(wild_acts, wild_fixed)
+    if flipped and mirrored is not None:
+        tuned_mirrored[split.train] = _l2(joined(top_embeddings(top, flip_acts), mirrored[split.train] * scale))
+    wild_raw_ft = joined(top_embeddings(top, wild_acts), wild_base._pick(wild_base.raw, rule))
     wild_aux = top_embeddings(top_original, wild_acts)
     # One table under the chosen rule ("raw" kind, whatever the rule picked per photo).
     wild_embedded = _Embedded(raw={"raw": wild_raw_ft}, aux_features={"raw": wild_aux}, plain=wild_sq.plain)

@@ -233,38 +233,3 @@ def test_per_brand_precision_recall_counts_no_answer_against_recall_only():
     figures = per_brand_precision_recall(["a", "a", "b"], ["a", None, "a"], ["a", "b"])
     assert figures["a"] == {"precision": 0.5, "recall": 0.5, "support": 2}
     assert figures["b"] == {"precision": None, "recall": 0.0, "support": 1}
-
-
-def test_finetuning_sees_the_whole_descriptor_and_starts_from_the_head_only_model(tapped_backbone):
-    from worker.ml.backbone import tap_scale
-    from worker.ml.finetune import clone_top, finetune_top, split_backbone, trunk_outputs, trunk_with_taps
-
-    rng = np.random.default_rng(3)
-    squares = rng.integers(0, 256, size=(12, 64, 64, 3), dtype=np.uint8)
-    labels = rng.integers(0, 3, size=12)
-    _, top, cut = split_backbone(tapped_backbone.model)
-    acts, fixed = trunk_outputs(trunk_with_taps(tapped_backbone.model, cut, tapped_backbone.taps), squares)
-    raw, _ = tapped_backbone.embed_raw(squares)
-    # The trunk pass yields exactly the frozen part of the backbone's own descriptor.
-    assert fixed.shape == (12, tapped_backbone.dim - tapped_backbone.top_dim)
-    np.testing.assert_allclose(fixed, raw[:, tapped_backbone.top_dim :], atol=1e-3)
-    weights, bias = rng.normal(size=(tapped_backbone.dim, 3)), rng.normal(size=3)
-    report = finetune_top(
-        clone_top(top),
-        acts,
-        labels,
-        acts,
-        labels,
-        n_classes=3,
-        head_weights=weights / tap_scale(tapped_backbone.taps),
-        head_bias=bias,
-        seed=0,
-        epochs=1,
-        train_fixed=fixed,
-        val_fixed=fixed,
-    )
-    # Before the first step its validation loss is the head-only head's on the L2-normalised descriptor.
-    logits = raw / np.linalg.norm(raw, axis=1, keepdims=True) @ weights + bias
-    logits -= logits.max(axis=1, keepdims=True)
-    expected = float(np.mean(np.log(np.exp(logits).sum(axis=1)) - logits[np.arange(12), labels]))
-    assert report.start_val_log_loss == pytest.approx(expected, rel=1e-2)
