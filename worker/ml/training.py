@@ -34,7 +34,7 @@ from worker.ml.abstain import (
     rejection_rates,
 )
 from worker.ml.artifact import ModelArtifact
-from worker.ml.backbone import FINGERPRINT_LENGTH, backbone_fingerprint, tap_scale
+from worker.ml.backbone import FINGERPRINT_LENGTH, backbone_fingerprint, l2_normalise, tap_scale
 from worker.ml.background import Remover, remove_background
 from worker.ml.dedup import image_hashes, merge_near_duplicates
 from worker.ml.embeddings import PREPROCESSING, EmbeddingCache, embed_images
@@ -448,8 +448,7 @@ def train_model(
     square_dir = Path(workdir) / "squares" if workdir is not None else None
     wild_sq = _photo_squares([(s.sha256, s.load) for s in wild], backbone, test_remover, square_dir)
     say(f"wild / negative squares ready at {time.perf_counter() - started:.1f} s")
-    base = _Embedder.original(backbone)
-    wild_raw = base.embed_squares(wild_sq)
+    wild_raw = _embed_squares(backbone, wild_sq)
     rule = "skip-plain"
     rule_losses: dict[str, float] = {}
     if test_remover is not None and wild_val.size:
@@ -557,9 +556,9 @@ def train_model(
     neg_tune, neg_hold = np.sort(neg_order[: len(neg_items) // 2]), np.sort(neg_order[len(neg_items) // 2 :])
     if detector is not None:
         val_scores = np.concatenate(
-            [detector.score(base.embed_squares(val_sq).aux(rule)), detector.score(wild_raw.aux(rule)[wild_val])]
+            [detector.score(_embed_squares(backbone, val_sq).aux(rule)), detector.score(wild_raw.aux(rule)[wild_val])]
         )
-        neg_scores = detector.score(base.embed_squares(neg_sq).aux(rule)) if neg_sq is not None else np.zeros(0)
+        neg_scores = detector.score(_embed_squares(backbone, neg_sq).aux(rule)) if neg_sq is not None else np.zeros(0)
         footwear_threshold = choose_footwear_threshold(val_scores)
         abstain_report.update(
             footwear_threshold=footwear_threshold,
@@ -956,39 +955,26 @@ class _Embedded:
             base[use_removed] = table["removed"][use_removed]
         return base
 
+    def descriptors(self, rule: str) -> np.ndarray:
+        """``(N, D) float32`` raw (un-normalised) embeddings under ``rule``."""
+        return self._pick(self.raw, rule)
+
     def normalised(self, rule: str) -> np.ndarray:
         """``(N, D) float32`` L2-normalised embeddings under ``rule``."""
-        return _l2(self._pick(self.raw, rule))
+        return l2_normalise(self.descriptors(rule))
 
     def aux(self, rule: str) -> np.ndarray:
         """``(N, D0) float32`` original ImageNet pooled features under ``rule``."""
         return self._pick(self.aux_features, rule)
 
 
-def _l2(matrix: np.ndarray) -> np.ndarray:
-    """Row-wise L2 normalisation, float32."""
-    matrix = np.asarray(matrix, dtype=np.float32)
-    return (matrix / np.maximum(np.linalg.norm(matrix, axis=1, keepdims=True), 1e-12)).astype(np.float32)
-
-
-@dataclass(eq=False)
-class _Embedder:
-    """How a variant embeds squares: the original backbone, or trunk + fine-tuned top."""
-
-    embed_pair: Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]
-
-    @classmethod
-    def original(cls, backbone: Backbone) -> _Embedder:
-        return cls(embed_pair=backbone.embed_raw)
-
-    def embed_squares(self, squares: _Squares | None) -> _Embedded:
-        if squares is None:
-            raise ValueError("no squares")
-        raw, aux = self.embed_pair(squares.raw)
-        tables_raw, tables_aux = {"raw": raw}, {"raw": aux}
-        if squares.removed is not None:
-            tables_raw["removed"], tables_aux["removed"] = self.embed_pair(squares.removed)
-        return _Embedded(raw=tables_raw, aux_features=tables_aux, plain=squares.plain)
+def _embed_squares(backbone: Backbone, squares: _Squares) -> _Embedded:
+    """Raw embeddings and aux features of ``squares`` under each square kind (raw, removed)."""
+    raw, aux = backbone.embed_raw(squares.raw)
+    tables_raw, tables_aux = {"raw": raw}, {"raw": aux}
+    if squares.removed is not None:
+        tables_raw["removed"], tables_aux["removed"] = backbone.embed_raw(squares.removed)
+    return _Embedded(raw=tables_raw, aux_features=tables_aux, plain=squares.plain)
 
 
 def _variant(
@@ -1157,13 +1143,14 @@ def _finetune_variant(
 
     def joined(tuned: np.ndarray, descriptors: np.ndarray) -> np.ndarray:
         """Fine-tuned pooled part + the taps of raw head-only descriptors, as ``build_dual_model``."""
-        return np.concatenate([_l2(tuned), descriptors[:, top_dim:]], axis=1)
+        return np.concatenate([l2_normalise(tuned), descriptors[:, top_dim:]], axis=1)
 
-    tuned_vectors = _l2(joined(top_embeddings(top, clean_acts), vectors * scale))
+    tuned_vectors = l2_normalise(joined(top_embeddings(top, clean_acts), vectors * scale))
     tuned_mirrored = np.zeros_like(tuned_vectors)
     if flipped and mirrored is not None:
-        tuned_mirrored[split.train] = _l2(joined(top_embeddings(top, flip_acts), mirrored[split.train] * scale))
-    wild_raw_ft = joined(top_embeddings(top, wild_acts), wild_base._pick(wild_base.raw, rule))
+        tuned_flips = joined(top_embeddings(top, flip_acts), mirrored[split.train] * scale)
+        tuned_mirrored[split.train] = l2_normalise(tuned_flips)
+    wild_raw_ft = joined(top_embeddings(top, wild_acts), wild_base.descriptors(rule))
     wild_aux = top_embeddings(top_original, wild_acts)
     # One table under the chosen rule ("raw" kind, whatever the rule picked per photo).
     wild_embedded = _Embedded(raw={"raw": wild_raw_ft}, aux_features={"raw": wild_aux}, plain=wild_sq.plain)
