@@ -25,7 +25,10 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 SUMMARY_KEYS = ("top1", "top3", "log_loss", "ece", "price_mae", "price_mape", "price_baseline_mae")
 SPLIT_SIDES = ("train", "val", "test")
-"""Values of ``--split``; negatives have two sides, ``tune`` (for train and val) and ``holdout`` (test)."""
+"""Values of ``--split``."""
+NEGATIVE_SIDES = {"val": "tune", "test": "holdout"}
+"""The negatives' half on each side: ``tune`` set the threshold (validation), ``holdout`` is held out;
+none were trained on."""
 
 
 def split_hashes(split: dict[str, Any], side: str) -> set[str]:
@@ -38,8 +41,8 @@ def split_hashes(split: dict[str, Any], side: str) -> set[str]:
         raise ValueError(f"side must be one of {SPLIT_SIDES}, got {side!r}")
     hashes = set(split.get(side, []))
     hashes |= set(split.get("wild", {}).get(side, []))
-    negatives = split.get("negatives", {})
-    hashes |= set(negatives.get("holdout" if side == "test" else "tune", []) if side != "train" else [])
+    if side in NEGATIVE_SIDES:
+        hashes |= set(split.get("negatives", {}).get(NEGATIVE_SIDES[side], []))
     return hashes
 
 
