@@ -7,7 +7,7 @@ Run by hand (prints figures, asserts nothing)::
     .venv/bin/python benchmarks/bench_load.py --connect http://127.0.0.1:8000 --token KEY   # existing site
 
 Unless ``--connect`` is given it starts, on 127.0.0.1 only: gunicorn (``sneakers.wsgi``) and one Celery
-worker with ``--beat`` (so the sweeper ``worker.tasks.sweep`` runs), against PostgreSQL
+worker with ``--beat`` (so the sweeper ``predictions.tasks.sweep`` runs), against PostgreSQL
 (``postgres://postgres@127.0.0.1:5432/sneakers_bench_tiny_<folder hash>``, created if missing) and Redis (database 14,
 flushed first), with media and logs under ``var/bench/``. The model is a tiny Keras backbone built with
 ``worker.ml.testing.build_tiny_backbone`` and trained on a small catalog drawn here (two colour-coded
@@ -251,7 +251,7 @@ def start_stack(args: argparse.Namespace) -> Stack:
 
     has_model = stack.manage(
         "shell", "-c",
-        "from predictions.selectors import model_version_get_active as m; print('yes' if m() else 'no')",
+        "from registry.selectors import model_version_get_active as m; print('yes' if m() else 'no')",
     ).stdout.strip().endswith("yes")  # fmt: skip
     if not has_model:
         if args.real_model:

@@ -4,7 +4,7 @@ from django.apps import AppConfig
 
 
 class PredictionsConfig(AppConfig):
-    """Uploads, prediction jobs, model versions; may use catalog and accounts selectors."""
+    """Uploads, prediction jobs and their results, the predict and sweep tasks; uses catalog, accounts, registry and worker glue."""
 
     default_auto_field = "django.db.models.BigAutoField"
     name = "predictions"

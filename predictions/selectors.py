@@ -1,15 +1,14 @@
-"""Reads of the predictions app: a visitor's own predictions, the active model version."""
+"""Reads of the predictions app: a visitor's own predictions."""
 
 from __future__ import annotations
 
 from typing import Any
 
 from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
-from django.core.files.storage import default_storage
 from django.db.models import QuerySet
 from django.http import Http404
 
-from predictions.models import ModelVersion, Prediction
+from predictions.models import Prediction
 
 
 def prediction_list_visible(
@@ -43,18 +42,3 @@ def prediction_get_visible(
     if prediction is None:
         raise Http404("No such prediction.")
     return prediction
-
-
-def model_version_report_urls(*, model_version: ModelVersion) -> dict[str, str]:
-    """URLs of the version's report plots (``<artifact_prefix>/report/*.png``), by file name."""
-    folder = f"{model_version.artifact_prefix.rstrip('/')}/report"
-    try:
-        _, files = default_storage.listdir(folder)
-    except (FileNotFoundError, NotADirectoryError):
-        return {}
-    return {name: default_storage.url(f"{folder}/{name}") for name in sorted(files) if name.endswith(".png")}
-
-
-def model_version_get_active() -> ModelVersion | None:
-    """The active model version, or None before the first training."""
-    return ModelVersion.objects.filter(status=ModelVersion.Status.ACTIVE).first()

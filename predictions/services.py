@@ -1,6 +1,7 @@
-"""Writes of the predictions app: create an upload, move a job through its states, manage model versions.
+"""Writes of the predictions app: create an upload, enqueue it, run it, move a job through its states.
 
-Runs in the web process (upload) and in workers (state changes); imports no ML library.
+Runs in the web process (upload) and in workers (``prediction_run``, state changes). Imports no ML
+library at module level: ``worker.inference`` loads TensorFlow only when a worker builds a pipeline.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
+from celery import current_app
 from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
 from django.core.files.base import ContentFile
@@ -21,9 +23,12 @@ from django.db import transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
-from predictions.models import ModelVersion, Prediction
+from predictions.models import Prediction
+from registry.models import ModelVersion
+from registry.selectors import model_version_get_active
 from sneakers.exceptions import ApplicationError
-from worker.ml.errors import ImageError
+from worker import inference
+from worker.ml.errors import ImageError, ModelError
 from worker.ml.images import inspect_image
 
 logger = logging.getLogger(__name__)
@@ -113,10 +118,8 @@ def prediction_enqueue(*, prediction_id: Any) -> bool:
     A broker outage does not lose the upload: the row stays ``queued`` and the error is logged.
     Returns True when the broker accepted the message.
     """
-    from worker.tasks import predict  # the task module is light: no ML import at module level
-
     try:
-        predict.delay(str(prediction_id))
+        current_app.send_task("predictions.tasks.predict", args=[str(prediction_id)])
     except Exception:  # kombu raises transport-specific errors; any of them means "not sent"
         logger.exception("could not enqueue prediction %s; it stays queued for the sweeper", prediction_id)
         return False
@@ -135,10 +138,8 @@ class SweepReport:
 
 def inference_queue_length() -> int | None:
     """Messages waiting in the broker's ``inference`` queue, or None when the broker cannot say."""
-    from sneakers.celery import app
-
     try:
-        with app.connection_for_read() as connection:
+        with current_app.connection_for_read() as connection:
             # Declaring is idempotent and answers the size; a passive declare fails on a queue no
             # worker has declared yet (kombu's Redis transport), which simply holds nothing.
             channel = connection.default_channel
@@ -271,44 +272,52 @@ def prediction_mark_failed(*, prediction_id: Any, code: str, message: str) -> No
     )
 
 
-@transaction.atomic
-def model_version_activate(*, model_version: ModelVersion) -> ModelVersion:
-    """Make ``model_version`` the one active version; the previous active one is retired."""
-    ModelVersion.objects.select_for_update().filter(status=ModelVersion.Status.ACTIVE).exclude(
-        id=model_version.id
-    ).update(status=ModelVersion.Status.RETIRED)
-    model_version.status = ModelVersion.Status.ACTIVE
-    model_version.activated_at = timezone.now()
-    model_version.save(update_fields=["status", "activated_at"])
-    return model_version
+def prediction_run(*, prediction_id: str) -> None:
+    """Claim a queued prediction, run the active model's pipeline on its photo, store the outcome.
 
-
-@transaction.atomic
-def model_version_create(
-    *,
-    name: str,
-    artifact_prefix: str,
-    backbone_fingerprint: str,
-    classes: Sequence[str],
-    metrics: dict[str, Any],
-    training_seconds: float | None,
-    activate_if_first: bool = True,
-) -> ModelVersion:
-    """Register a trained artifact as a ``candidate`` version; the first version ever becomes active."""
-    first = not ModelVersion.objects.exists()
-    version = ModelVersion.objects.create(
-        name=name,
-        artifact_prefix=artifact_prefix,
-        backbone_fingerprint=backbone_fingerprint,
-        classes=list(classes),
-        metrics=metrics,
-        training_seconds=training_seconds,
+    Permanent problems end the job ``failed`` with a code, once: ``image_*`` (bad photo),
+    ``model_unavailable`` (no active version, or weights/artifact missing or corrupt),
+    ``upload_missing`` (the stored file is gone). Transient errors (database, storage I/O) propagate
+    so the Celery task retries; the caller puts the row back to ``queued`` first.
+    """
+    prediction = prediction_claim(prediction_id=prediction_id)
+    if prediction is None:
+        logger.info("prediction %s is not queued (done, or another worker has it)", prediction_id)
+        return
+    model_version = model_version_get_active()
+    if model_version is None:
+        prediction_mark_failed(
+            prediction_id=prediction_id,
+            code="model_unavailable",
+            message="No model is active yet. Staff: run `manage.py train`.",
+        )
+        return
+    try:
+        with prediction.image.open("rb") as handle:
+            data = handle.read()
+    except FileNotFoundError:
+        prediction_mark_failed(
+            prediction_id=prediction_id, code="upload_missing", message="The uploaded file is missing."
+        )
+        return
+    try:
+        outcome = inference.inference_run(model_version=model_version, data=data)
+    except ImageError as exc:
+        prediction_mark_failed(prediction_id=prediction_id, code=exc.code, message=exc.message)
+        return
+    except ModelError as exc:
+        logger.error("model version %s unavailable: %s", model_version.name, exc)
+        prediction_mark_failed(prediction_id=prediction_id, code="model_unavailable", message=str(exc))
+        return
+    payload = outcome.payload
+    prediction_mark_succeeded(
+        prediction=prediction,
+        model_version=model_version,
+        brands=payload["brands"],
+        price=payload["price_usd"],
+        similar=payload["similar"],
+        cutout_png=outcome.cutout_png,
+        background_method=outcome.background,
+        timings_ms=payload["timings_ms"],
+        abstain=payload["abstain"],
     )
-    if first and activate_if_first:
-        model_version_activate(model_version=version)
-    return version
-
-
-def model_version_report_load(*, model_version: ModelVersion, error: str = "") -> None:
-    """Record whether a worker could load this version (``error`` empty when it could); health shows it."""
-    ModelVersion.objects.filter(id=model_version.id).update(load_error=error[:2000], load_checked_at=timezone.now())

@@ -13,6 +13,9 @@ from django.core.files.storage import default_storage
 from django.db import connection
 from django.http import HttpRequest, JsonResponse
 
+from registry.selectors import model_version_get_active
+from sneakers.celery import app
+
 REQUIRED_ARTIFACT_FILES = ("brand_head.npz", "index.npz", "metadata.json")
 
 
@@ -31,8 +34,6 @@ def _check_database() -> dict[str, Any]:
 
 
 def _check_broker() -> dict[str, Any]:
-    from sneakers.celery import app
-
     try:
         with app.connection_for_read() as conn:
             conn.ensure_connection(max_retries=1, timeout=2)
@@ -42,8 +43,6 @@ def _check_broker() -> dict[str, Any]:
 
 
 def _check_model() -> dict[str, Any]:
-    from predictions.selectors import model_version_get_active
-
     version = model_version_get_active()
     if version is None:
         return {"ok": False, "error": "no active model version; run `manage.py train`"}

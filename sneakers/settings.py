@@ -57,9 +57,10 @@ INSTALLED_APPS = [
     "drf_spectacular",
     "drf_spectacular_sidecar",
     "catalog",
-    "predictions",
     "accounts",
+    "registry",
     "worker",
+    "predictions",
 ]
 
 MIDDLEWARE = [
@@ -235,10 +236,9 @@ CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_DEFAULT_QUEUE = "default"
 CELERY_TASK_ROUTES = {
-    "worker.tasks.predict": {"queue": "inference"},
-    "worker.tasks.sweep": {"queue": "default"},
-    "worker.tasks.train": {"queue": "training"},
-    "worker.tasks.import_catalog": {"queue": "ingest"},
+    "predictions.tasks.predict": {"queue": "inference"},
+    "predictions.tasks.sweep": {"queue": "default"},
+    "registry.tasks.train": {"queue": "training"},
 }
 # Fail fast when the broker is down at upload time: the upload is kept `queued` and the sweeper
 # enqueues it once the broker is back (seconds).
@@ -246,7 +246,7 @@ CELERY_BROKER_CONNECTION_TIMEOUT = env.float("CELERY_BROKER_CONNECTION_TIMEOUT",
 CELERY_TASK_PUBLISH_RETRY_POLICY = {"max_retries": 1, "interval_start": 0, "interval_step": 0.5, "interval_max": 0.5}
 CELERY_BEAT_SCHEDULE = {
     "sweep-predictions": {
-        "task": "worker.tasks.sweep",
+        "task": "predictions.tasks.sweep",
         "schedule": env.float("SNEAKERS_SWEEP_INTERVAL_SECONDS", default=30.0),
     },
 }

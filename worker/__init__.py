@@ -1,1 +1,1 @@
-"""Celery tasks (``worker.tasks``) and the Django-free ML package (``worker.ml``)."""
+"""Glue between Django rows and ``worker.ml`` (``worker.inference``) and the Django-free ML package (``worker.ml``)."""

@@ -1,10 +1,14 @@
-"""App config of the worker app (Celery tasks, ML glue and the ML management commands)."""
+"""App config of the worker app: the glue between Django rows and ``worker.ml``."""
 
 from django.apps import AppConfig
 
 
 class WorkerConfig(AppConfig):
-    """Celery tasks (``worker.tasks``) and the commands ``train``, ``predict``, ``bootstrap``."""
+    """``worker.inference`` (run a photo through the active model, shape the result) and ``manage.py predict``.
+
+    ``worker.ml`` below it is pure ML with no Django. Tasks live in the apps that own them
+    (``predictions.tasks``, ``registry.tasks``).
+    """
 
     default_auto_field = "django.db.models.BigAutoField"
     name = "worker"

@@ -9,7 +9,7 @@ from django.core.files.base import ContentFile
 from django.core.files.storage import default_storage
 from PIL import Image
 
-from predictions.services import model_version_create
+from registry.services import model_version_create
 from tests.factories import BrandFactory, ProductFactory, ProductImageFactory
 
 pytestmark = pytest.mark.django_db
@@ -56,14 +56,14 @@ def test_product_list_shows_thumbnails_and_filters_by_brand_and_price(staff_clie
 
 def test_model_version_page_shows_the_report_plots(staff_client):
     v1 = version("v1", 0.9)
-    html = staff_client.get(f"/admin/predictions/modelversion/{v1.id}/change/").content.decode()
+    html = staff_client.get(f"/admin/registry/modelversion/{v1.id}/change/").content.decode()
     assert "/media/models/v1/report/confusion.png" in html and "head-only" in html
 
 
 def test_two_versions_compare_side_by_side(staff_client):
     v1, v2 = version("v1", 0.9), version("v2", 0.95)
     response = staff_client.post(
-        "/admin/predictions/modelversion/", {"action": "compare", "_selected_action": [v1.id, v2.id]}
+        "/admin/registry/modelversion/", {"action": "compare", "_selected_action": [v1.id, v2.id]}
     )
     html = response.content.decode()
     assert response.status_code == 200

@@ -7,7 +7,7 @@ from django.core.files.base import ContentFile
 from django.core.files.storage import default_storage
 from django.test import Client
 
-from predictions.services import model_version_create, model_version_report_load
+from registry.services import model_version_create, model_version_report_load
 
 pytestmark = pytest.mark.django_db
 

@@ -270,9 +270,9 @@ WORKER_FAILURES = [
 @pytest.fixture
 def tiny_model(settings, tiny_backbone_path, jail):
     """The tiny made catalog and a model version trained on it (see tests/services/test_worker_pipeline.py)."""
+    from registry import runtime
+    from registry.training import model_version_train
     from tests.tiny_catalog import build_tiny_catalog
-    from worker import runtime
-    from worker.services import model_version_train
 
     settings.SNEAKERS_BACKBONE_PATH = tiny_backbone_path
     settings.SNEAKERS_BACKGROUND_METHOD = "none"
@@ -290,7 +290,7 @@ def _queued(case: FileCase, data: bytes | None = None) -> Prediction:
 
 
 def test_odd_but_valid_photos_succeed_in_the_worker(tiny_model):
-    from worker.services import prediction_run
+    from predictions.services import prediction_run
 
     problems = []
     for name in WORKER_SUCCESS:
@@ -305,7 +305,7 @@ def test_odd_but_valid_photos_succeed_in_the_worker(tiny_model):
 
 
 def test_bytes_that_fail_only_in_the_worker_end_failed_with_a_code(tiny_model):
-    from worker.tasks import predict
+    from predictions.tasks import predict
 
     good = FILE_CASES["jpeg_baseline"]
     for name in WORKER_FAILURES:
@@ -322,7 +322,7 @@ def test_bytes_that_fail_only_in_the_worker_end_failed_with_a_code(tiny_model):
 
 
 def test_an_upload_whose_file_vanished_fails_with_upload_missing(tiny_model):
-    from worker.tasks import predict
+    from predictions.tasks import predict
 
     prediction = _queued(FILE_CASES["jpeg_baseline"])
     Path(prediction.image.path).unlink()

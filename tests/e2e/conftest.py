@@ -64,8 +64,8 @@ def process_env(tmp_path: Path, backbone_path: Path, broker_url: str, **extra: s
 @pytest.fixture
 def e2e_model(settings, tiny_backbone_path):
     """The tiny colour-coded catalog and an active model version trained on it (committed rows)."""
-    from worker import runtime
-    from worker.services import model_version_train
+    from registry import runtime
+    from registry.training import model_version_train
 
     settings.SNEAKERS_BACKBONE_PATH = tiny_backbone_path
     settings.SNEAKERS_BACKGROUND_METHOD = "none"

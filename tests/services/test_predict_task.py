@@ -10,8 +10,8 @@ from django.db import OperationalError
 
 from predictions.models import Prediction
 from predictions.services import prediction_create
+from predictions.tasks import predict
 from tests.conftest import image_bytes
-from worker.tasks import predict
 
 pytestmark = pytest.mark.django_db
 
@@ -39,7 +39,7 @@ def test_database_blip_puts_the_job_back_and_retries_with_exponential_backoff():
 
     # Eager mode runs each retry inline, so one apply() goes through every try.
     with (
-        mock.patch("worker.services.prediction_run", side_effect=claim_then_fail),
+        mock.patch("predictions.tasks.prediction_run", side_effect=claim_then_fail),
         mock.patch.object(predict, "retry", side_effect=spy_retry),
     ):
         predict.apply(args=[str(prediction.id)])
@@ -50,7 +50,7 @@ def test_database_blip_puts_the_job_back_and_retries_with_exponential_backoff():
 
 def test_after_the_last_retry_the_job_fails_with_transient_error():
     prediction = new_prediction()
-    with mock.patch("worker.services.prediction_run", side_effect=claim_then_fail):
+    with mock.patch("predictions.tasks.prediction_run", side_effect=claim_then_fail):
         result = predict.apply(args=[str(prediction.id)], retries=predict.max_retries)
     assert result.state == "SUCCESS"  # the task itself ends cleanly
     prediction.refresh_from_db()
@@ -66,7 +66,7 @@ def test_unexpected_error_fails_the_job_instead_of_leaving_it_running():
         prediction_claim(prediction_id=prediction_id)
         raise RuntimeError("bug")
 
-    with mock.patch("worker.services.prediction_run", side_effect=boom):
+    with mock.patch("predictions.tasks.prediction_run", side_effect=boom):
         predict.apply(args=[str(prediction.id)])
     prediction.refresh_from_db()
     assert (prediction.status, prediction.error_code) == (Prediction.Status.FAILED, "internal_error")

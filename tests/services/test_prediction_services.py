@@ -7,16 +7,16 @@ from unittest import mock
 import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
 
-from predictions.models import ModelVersion, Prediction
+from predictions.models import Prediction
 from predictions.services import (
-    model_version_activate,
-    model_version_create,
     prediction_claim,
     prediction_create,
     prediction_enqueue,
     prediction_mark_failed,
     prediction_release,
 )
+from registry.models import ModelVersion
+from registry.services import model_version_activate, model_version_create
 from sneakers.exceptions import ApplicationError
 from tests.conftest import image_bytes
 
@@ -29,7 +29,7 @@ def upload(data: bytes, name: str = "shoe.jpg") -> SimpleUploadedFile:
 
 def test_valid_upload_is_stored_under_its_uuid_and_enqueued_after_commit(django_capture_on_commit_callbacks):
     data = image_bytes("PNG")
-    with mock.patch("worker.tasks.predict.delay") as delay, django_capture_on_commit_callbacks(execute=True):
+    with mock.patch("sneakers.celery.app.send_task") as send_task, django_capture_on_commit_callbacks(execute=True):
         prediction = prediction_create(upload=upload(data, "../../etc/passwd.jpg"), channel="web", session_key="s1")
 
     prediction.refresh_from_db()
@@ -38,7 +38,7 @@ def test_valid_upload_is_stored_under_its_uuid_and_enqueued_after_commit(django_
     assert ".." not in prediction.image.name
     assert prediction.image.read() == data
     assert prediction.original_filename == "passwd.jpg"  # Django keeps only the base name
-    delay.assert_called_once_with(str(prediction.id))
+    send_task.assert_called_once_with("predictions.tasks.predict", args=[str(prediction.id)])
 
 
 def test_refused_upload_is_kept_as_failed_with_its_bytes():
@@ -72,7 +72,7 @@ def test_unsupported_format_is_415():
 
 def test_broker_down_keeps_the_prediction_queued():
     prediction = prediction_create(upload=upload(image_bytes()), channel="web", session_key="s")
-    with mock.patch("worker.tasks.predict.delay", side_effect=ConnectionError("broker down")):
+    with mock.patch("sneakers.celery.app.send_task", side_effect=ConnectionError("broker down")):
         assert prediction_enqueue(prediction_id=prediction.id) is False
     prediction.refresh_from_db()
     assert prediction.status == Prediction.Status.QUEUED

@@ -22,8 +22,8 @@ def test_brand_accuracy_on_real_photos_is_well_above_chance(settings, tmp_path):
     backbone = settings.SNEAKERS_BACKBONE_PATH
     if not (dataset / "manifest.csv").is_file() or not backbone.is_file():
         pytest.skip(f"real data not found: needs {dataset}/manifest.csv and {backbone} (../shared beside the checkout)")
-    from worker import runtime
-    from worker.services import model_version_train
+    from registry import runtime
+    from registry.training import model_version_train
 
     # A seeded, per-brand subset of the manifest, imported like the real one (images via a symlink).
     with (dataset / "manifest.csv").open(newline="") as handle:

@@ -10,8 +10,9 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 from django.core.management import CommandError, call_command
 
 from catalog.models import ProductImage
-from predictions.models import ModelVersion, Prediction
+from predictions.models import Prediction
 from predictions.services import prediction_create
+from registry.models import ModelVersion
 from tests.tiny_catalog import BRAND_COLOURS, build_tiny_catalog, shoe_photo
 
 pytestmark = pytest.mark.django_db
@@ -20,8 +21,8 @@ pytestmark = pytest.mark.django_db
 @pytest.fixture
 def tiny_model(settings, tiny_backbone_path) -> ModelVersion:
     """A catalog of two colour-coded brands and a model version trained on it."""
-    from worker import runtime
-    from worker.services import model_version_train
+    from registry import runtime
+    from registry.training import model_version_train
 
     settings.SNEAKERS_BACKBONE_PATH = tiny_backbone_path
     settings.SNEAKERS_BACKGROUND_METHOD = "none"
@@ -44,7 +45,7 @@ def test_train_registers_an_active_version_with_metrics_and_stored_artifact(tiny
 
 
 def test_prediction_run_succeeds_with_the_right_brand_and_similar_products(tiny_model):
-    from worker.services import prediction_run
+    from predictions.services import prediction_run
 
     upload = SimpleUploadedFile("blue.jpg", shoe_photo(BRAND_COLOURS["blueshoe"], 999, fmt="JPEG"))
     prediction = prediction_create(upload=upload, channel="web", session_key="s")
@@ -68,7 +69,7 @@ def test_prediction_run_succeeds_with_the_right_brand_and_similar_products(tiny_
 
 
 def test_prediction_without_an_active_model_fails_with_a_code(settings):
-    from worker.services import prediction_run
+    from predictions.services import prediction_run
 
     prediction = prediction_create(
         upload=SimpleUploadedFile("x.png", shoe_photo((1, 2, 3), 1)), channel="web", session_key="s"
@@ -79,8 +80,8 @@ def test_prediction_without_an_active_model_fails_with_a_code(settings):
 
 
 def test_missing_artifact_fails_with_model_unavailable(tiny_model):
-    from worker import runtime
-    from worker.services import prediction_run
+    from predictions.services import prediction_run
+    from registry import runtime
 
     runtime.clear()
     default_storage.delete(f"{tiny_model.artifact_prefix}/brand_head.npz")
@@ -114,8 +115,8 @@ def test_predict_command_prints_one_json_line_per_image_and_goes_on_after_a_bad_
 
 
 def test_a_version_that_fails_to_load_is_reported_on_the_row(tiny_model):
-    from worker import runtime
-    from worker.services import prediction_run
+    from predictions.services import prediction_run
+    from registry import runtime
 
     runtime.clear()
     default_storage.delete(f"{tiny_model.artifact_prefix}/index.npz")

@@ -16,7 +16,7 @@ PROBE = """
 import sys
 import sneakers.wsgi
 import sneakers.urls, predictions.views, predictions.apis, catalog.apis, accounts.views
-import predictions.services, worker.tasks
+import predictions.services, predictions.tasks, registry.tasks, registry.admin, worker.inference
 from django.test import Client
 from django.conf import settings
 settings.ALLOWED_HOSTS = ["testserver"]

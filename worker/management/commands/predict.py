@@ -5,6 +5,9 @@ from pathlib import Path
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
+from registry import runtime
+from registry.selectors import model_version_get_active
+from worker.inference import result_payload
 from worker.ml.errors import ImageError, ModelError
 
 EMPTY_RESULT = {"brand": None, "brands": None, "abstain": None, "price_usd": None, "similar": None, "timings_ms": None}
@@ -20,10 +23,6 @@ class Command(BaseCommand):
         parser.add_argument("--json", action="store_true", help="One JSON object per line.")
 
     def handle(self, *args, images: list[Path], json: bool, **options) -> None:
-        from predictions.selectors import model_version_get_active
-        from worker import runtime
-        from worker.services import result_payload
-
         model_version = model_version_get_active()
         if model_version is None:
             raise CommandError("no model version is active; run `manage.py train` first")

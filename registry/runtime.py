@@ -15,8 +15,8 @@ from pathlib import Path
 from django.conf import settings
 from django.core.files.storage import default_storage
 
-from predictions.models import ModelVersion
-from predictions.services import model_version_report_load
+from registry.models import ModelVersion
+from registry.services import model_version_report_load
 from worker.ml.artifact import ARTIFACT_FILES
 from worker.ml.errors import ModelError
 

@@ -4,6 +4,8 @@ import json
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
+from registry.services import model_version_activate
+from registry.training import model_version_train
 from worker.ml.errors import ModelError
 
 
@@ -24,9 +26,6 @@ class Command(BaseCommand):
         parser.add_argument("--activate", action="store_true", help="Activate the new version even if one is active.")
 
     def handle(self, *args, seed: int | None, no_flip: bool, finetune: bool, activate: bool, **options) -> None:
-        from predictions.services import model_version_activate
-        from worker.services import model_version_train
-
         step = {"next": 0}
 
         def progress(done: int, total: int) -> None:

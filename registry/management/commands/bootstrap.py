@@ -8,14 +8,14 @@ from django.conf import settings
 from django.core.management import call_command
 from django.core.management.base import BaseCommand
 
+from catalog.selectors import catalog_is_empty
+from registry.selectors import model_version_get_active
+
 
 class Command(BaseCommand):
     help = "Import the shared dataset if the catalog is empty; train if no model version is active."
 
     def handle(self, *args, **options) -> None:
-        from catalog.selectors import catalog_is_empty
-        from predictions.selectors import model_version_get_active
-
         dataset = settings.SNEAKERS_DATASET_DIR
         if catalog_is_empty():
             if not (dataset / "manifest.csv").is_file():

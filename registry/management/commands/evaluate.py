@@ -17,11 +17,20 @@ dropped by every side.
 from __future__ import annotations
 
 import csv
+import hashlib
 import json
 from pathlib import Path
 from typing import Any
 
+from django.core.files.storage import default_storage
 from django.core.management.base import BaseCommand, CommandError, CommandParser
+
+from catalog.datasets import provenance_styles
+from registry import runtime
+from registry.models import ModelVersion
+from registry.selectors import model_version_get_active
+from worker.ml.errors import ModelError
+from worker.ml.evaluation import EvalItem, evaluate
 
 SUMMARY_KEYS = ("top1", "top3", "log_loss", "ece", "price_mae", "price_mape", "price_baseline_mae")
 SPLIT_SIDES = ("train", "val", "test")
@@ -48,8 +57,6 @@ def split_hashes(split: dict[str, Any], side: str) -> set[str]:
 
 def read_split(version: Any) -> dict[str, Any]:
     """The version's ``split.json`` from storage; raises ``CommandError`` when it is missing."""
-    from django.core.files.storage import default_storage
-
     name = f"{version.artifact_prefix.rstrip('/')}/split.json"
     try:
         with default_storage.open(name, "rb") as handle:
@@ -60,8 +67,6 @@ def read_split(version: Any) -> dict[str, Any]:
 
 def keep_side(items: list[Any], hashes: set[str]) -> list[Any]:
     """The items whose file bytes hash (SHA-256) into ``hashes``; unreadable files are dropped too."""
-    import hashlib
-
     kept = []
     for item in items:
         try:
@@ -75,9 +80,6 @@ def keep_side(items: list[Any], hashes: set[str]) -> list[Any]:
 
 def read_items(directory: Path) -> list[Any]:
     """``EvalItem``s for every row of ``DIR/manifest.csv``; raises ``CommandError`` on a bad manifest."""
-    from worker.ml.evaluation import EvalItem
-    from worker.services import provenance_styles
-
     manifest = directory / "manifest.csv"
     if not manifest.is_file():
         raise CommandError(f"{manifest} does not exist")
@@ -126,12 +128,6 @@ class Command(BaseCommand):
     def handle(
         self, *args, directory: Path, model: str | None, json: bool, no_save: bool, split: str | None, **options
     ) -> None:
-        from predictions.models import ModelVersion
-        from predictions.selectors import model_version_get_active
-        from worker import runtime
-        from worker.ml.errors import ModelError
-        from worker.ml.evaluation import evaluate
-
         version = ModelVersion.objects.filter(name=model).first() if model else model_version_get_active()
         if version is None:
             raise CommandError(f"no model version {model!r}" if model else "no model version is active")

@@ -1,6 +1,6 @@
-"""Celery tasks: thin wrappers that pass ids and call ``worker.services``.
+"""Celery tasks of the predictions app: thin wrappers that pass ids and call ``predictions.services``.
 
-This module is imported by the web process (to enqueue), so it imports no ML library at module
+The web process imports this module (to enqueue), so nothing here imports an ML library at module
 level; models load in worker processes only, warmed at ``worker_process_init``.
 """
 
@@ -12,6 +12,10 @@ from celery import shared_task
 from celery.signals import worker_process_init
 from django.db import InterfaceError, OperationalError
 
+from predictions.services import prediction_mark_failed, prediction_release, prediction_run, prediction_sweep
+from registry import runtime
+from registry.selectors import model_version_get_active
+
 logger = logging.getLogger(__name__)
 
 # Errors worth another try: the database or storage blinked. Everything else is handled in the
@@ -21,7 +25,7 @@ TRANSIENT_ERRORS = (OperationalError, InterfaceError, ConnectionError, TimeoutEr
 
 @shared_task(
     bind=True,
-    name="worker.tasks.predict",
+    name="predictions.tasks.predict",
     acks_late=True,
     reject_on_worker_lost=True,
     max_retries=5,
@@ -36,9 +40,6 @@ def predict(self, prediction_id: str) -> None:
     after the last try the prediction fails with ``transient_error``. Unexpected errors fail the
     prediction with ``internal_error`` instead of leaving it ``running``.
     """
-    from predictions.services import prediction_mark_failed, prediction_release
-    from worker.services import prediction_run
-
     try:
         prediction_run(prediction_id=prediction_id)
     except TRANSIENT_ERRORS as exc:
@@ -54,23 +55,13 @@ def predict(self, prediction_id: str) -> None:
         prediction_mark_failed(prediction_id=prediction_id, code="internal_error", message=f"Internal error: {exc}")
 
 
-@shared_task(name="worker.tasks.train", acks_late=True, soft_time_limit=3 * 3600, time_limit=3 * 3600 + 300)
-def train(seed: int | None = None) -> str:
-    """Train a new ``ModelVersion`` on the catalog (queue ``training``); returns its name."""
-    from worker.services import model_version_train
-
-    return model_version_train(seed=seed).name
-
-
-@shared_task(name="worker.tasks.sweep", acks_late=True, soft_time_limit=60, time_limit=90)
+@shared_task(name="predictions.tasks.sweep", acks_late=True, soft_time_limit=60, time_limit=90)
 def sweep() -> dict[str, int]:
     """Re-enqueue stale ``queued`` jobs and retry or fail jobs whose worker died (queue ``default``).
 
     Scheduled by Celery beat every ``SNEAKERS_SWEEP_INTERVAL_SECONDS``; see
     ``predictions.services.prediction_sweep``.
     """
-    from predictions.services import prediction_sweep
-
     report = prediction_sweep()
     return {"requeued": report.requeued, "retried": report.retried, "failed": report.failed}
 
@@ -79,9 +70,6 @@ def sweep() -> dict[str, int]:
 def warm_models(**_: object) -> None:
     """Load the active model in each new worker process so the first job does not pay for it."""
     try:
-        from predictions.selectors import model_version_get_active
-        from worker import runtime
-
         model_version = model_version_get_active()
         if model_version is not None:
             runtime.pipeline_warm(runtime.pipeline_get(model_version))

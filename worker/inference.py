@@ -1,0 +1,89 @@
+"""Glue between the registry's model cache and a photo: run the active pipeline, shape its result as JSON.
+
+Used by ``predictions.services.prediction_run`` (the predict task) and ``manage.py predict``. Imports no
+ML library at module level; ``registry.runtime`` loads TensorFlow and onnxruntime when a worker first
+builds a pipeline.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from catalog.selectors import product_get_many
+from registry import runtime
+from registry.models import ModelVersion
+from worker.ml.results import SimilarItem
+
+
+@dataclass(frozen=True)
+class InferenceOutcome:
+    """What one photo gave: the JSON-ready result (see ``result_payload``), the cut-out PNG bytes the
+    model looked at, and the background method used (``u2netp``, ``grabcut``, ``skipped``, ...)."""
+
+    payload: dict[str, Any]
+    cutout_png: bytes
+    background: str
+
+
+def inference_run(*, model_version: ModelVersion, data: bytes) -> InferenceOutcome:
+    """Run the version's pipeline (loaded once per process by ``registry.runtime``) on image bytes.
+
+    Raises:
+        ImageError: the bytes are not a usable photo (code ``image_*``).
+        ModelError: the version's weights or artifact files are missing or corrupt.
+    """
+    result = runtime.pipeline_get(model_version).predict(data)
+    return InferenceOutcome(payload=result_payload(result), cutout_png=result.cutout_png, background=result.background)
+
+
+def similar_payload(items: Sequence[SimilarItem]) -> list[dict[str, Any]]:
+    """Catalog details for similarity hits: ``[{"product_id", "name", "brand", "price_usd", "score", "image_url"}]``.
+
+    Hits whose product was deleted or unlisted since training are dropped; order is kept.
+    """
+    products = product_get_many(ids=[item.product_id for item in items])
+    payload = []
+    for item in items:
+        product = products.get(item.product_id)
+        if product is None:
+            continue
+        images = list(product.images.all())
+        payload.append(
+            {
+                "product_id": product.id,
+                "name": product.name,
+                "brand": product.brand.slug,
+                "price_usd": float(product.price_usd) if product.price_usd is not None else None,
+                "score": round(float(item.score), 4),
+                "image_url": images[0].image.url if images else None,
+            }
+        )
+    return payload
+
+
+def result_payload(result: Any) -> dict[str, Any]:
+    """The JSON-ready result of a ``worker.ml.pipeline.PipelineResult``.
+
+    Keys: ``brand`` (top-1 slug, or None when the model abstains), ``brands`` (top-3
+    ``{"name", "probability"}``, kept as guesses when abstaining), ``abstain`` (``{"reason":
+    "not_footwear" | "low_confidence", "score"}`` or None), ``price_usd`` (``{"estimate", "low",
+    "high"}`` in USD or None), ``similar`` (see ``similar_payload``), ``timings_ms``. Shared by the
+    task (stored on the prediction) and ``manage.py predict``.
+    """
+    brands = [{"name": score.brand, "probability": round(float(score.probability), 4)} for score in result.brands]
+    price = None
+    if result.price is not None:
+        price = {key: round(float(getattr(result.price, key)), 2) for key in ("estimate", "low", "high")}
+    abstain = None
+    if result.abstain is not None:
+        abstain = {"reason": result.abstain.reason, "score": round(float(result.abstain.score), 4)}
+    return {
+        "brand": brands[0]["name"] if brands and abstain is None else None,
+        "brands": brands,
+        "abstain": abstain,
+        "price_usd": price,
+        "similar": similar_payload(result.similar),
+        "timings_ms": {key: round(float(value), 1) for key, value in result.timings_ms.items()},
+    }
