@@ -8,11 +8,16 @@ operation, no deadline, derandomized (the same run every time), no shrinking, no
 Asserted for every response: no server error (5xx) (``test_api_never_answers_with_a_server_error``);
 and, per operation, the status code is one the schema declares, the Content-Type is the declared one and
 the body matches the declared schema (``test_api_answers_as_its_schema_says``; the operations where the
-schema is known to be wrong are strict xfails listed in ``SCHEMA_MISMATCHES``).
+schema is known to be wrong are strict xfails listed in ``SCHEMA_MISMATCHES``). Each fuzzing test checks
+that it sent requests for its operation (the ``sent`` fixture), and ``test_schema_lists_every_api_endpoint``
+that the schema, and so the fuzzing (one test per schema operation), covers every DRF endpoint under
+``/api/v1/``. Every test here runs alone or in any order. With ``-s`` the requests and statuses per
+operation are printed when the module is done.
 """
 
 from __future__ import annotations
 
+import re
 from collections import Counter
 
 import pytest
@@ -102,8 +107,32 @@ def catalog(db) -> None:
         ProductImageFactory()
 
 
-def _call(case, token: str):
+@pytest.fixture(scope="module", autouse=True)
+def fuzzing_summary():
+    """After the module's tests, print the requests and statuses per operation (seen with ``pytest -s``)."""
+    yield
+    if EXAMPLES:
+        print(f"\nschemathesis: {len(EXAMPLES)} operations, {sum(EXAMPLES.values())} requests")
+        for label in sorted(EXAMPLES):
+            codes = {code: n for (name, code), n in sorted(STATUSES.items()) if name == label}
+            print(f"  {label}: {EXAMPLES[label]} requests, statuses {codes}")
+
+
+@pytest.fixture
+def sent():
+    """Requests one fuzzing test sends, per operation label; after the test, checks that there were some.
+
+    Function-scoped, so one counter serves all of the test's Hypothesis examples; a run whose examples
+    were all rejected before sending anything fails here instead of passing without testing.
+    """
+    counter: Counter[str] = Counter()
+    yield counter
+    assert sum(counter.values()) > 0, "no request was sent for this operation"
+
+
+def _call(case, token: str, sent: Counter[str]):
     response = case.call(headers={"Authorization": f"Token {token}"})
+    sent[case.operation.label] += 1
     EXAMPLES[case.operation.label] += 1
     STATUSES[(case.operation.label, response.status_code)] += 1
     return response
@@ -113,29 +142,41 @@ def _call(case, token: str):
 @pytest.mark.usefixtures("settings_fixture_for_fuzzing", "catalog")
 @schema.parametrize()
 @HYPOTHESIS
-def test_api_never_answers_with_a_server_error(case, token):
-    case.validate_response(_call(case, token), checks=[not_a_server_error])
+def test_api_never_answers_with_a_server_error(case, token, sent):
+    case.validate_response(_call(case, token, sent), checks=[not_a_server_error])
 
 
 @pytest.mark.django_db
 @pytest.mark.usefixtures("settings_fixture_for_fuzzing", "catalog")
 @schema.parametrize()
 @HYPOTHESIS
-def test_api_answers_as_its_schema_says(case, token, request):
+def test_api_answers_as_its_schema_says(case, token, sent, request):
     reason = SCHEMA_MISMATCHES.get(case.operation.label)
     if reason and request.node.get_closest_marker("xfail") is None:
         request.applymarker(pytest.mark.xfail(strict=True, reason=reason))
-    case.validate_response(_call(case, token), checks=CHECKS)
+    case.validate_response(_call(case, token, sent), checks=CHECKS)
 
 
-def test_every_operation_was_fuzzed():
-    """Runs after the fuzzing above (same module, definition order); prints the summary for the report."""
-    if not EXAMPLES:
-        pytest.skip("run together with the fuzzing test")
-    operations = {operation.ok().label for operation in schema.get_all_operations()}
-    print(f"\nschemathesis: {len(operations)} operations, {sum(EXAMPLES.values())} requests")
-    for label in sorted(operations):
-        codes = {code: n for (name, code), n in sorted(STATUSES.items()) if name == label}
-        print(f"  {label}: {EXAMPLES[label]} requests, statuses {codes}")
-    assert set(EXAMPLES) == operations
-    assert not any(code >= 500 for _, code in STATUSES)
+def _operation_key(method: str, path: str) -> tuple[str, str]:
+    """``(METHOD, path)`` with every path parameter written ``{}`` (DRF's ``{pk}`` is the schema's ``{id}``)."""
+    return method.upper(), re.sub(r"\{[^}]+\}", "{}", path)
+
+
+def test_schema_lists_every_api_endpoint():
+    """Every DRF endpoint under /api/v1/ (drf-spectacular's own URL enumeration) is a schema operation.
+
+    The fuzzing tests are parametrized by the schema's operations, so an endpoint left out of the schema
+    (``extend_schema(exclude=True)``, a view the generator skips) would never be fuzzed.
+    """
+    from drf_spectacular.generators import EndpointEnumerator
+
+    endpoints = {
+        _operation_key(method, path)
+        for path, _regex, method, _view in EndpointEnumerator().get_api_endpoints()
+        if path.startswith("/api/v1/")
+    }
+    operations = {
+        _operation_key(operation.ok().method, operation.ok().path) for operation in schema.get_all_operations()
+    }
+    assert endpoints, "no API endpoint found under /api/v1/"
+    assert operations == endpoints
