@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import logging
 
+from botocore.exceptions import ClientError, HTTPClientError
+from botocore.exceptions import ConnectionError as BotocoreConnectionError
 from celery import shared_task
 from celery.signals import worker_process_init
 from django.db import InterfaceError, OperationalError
@@ -18,9 +20,61 @@ from registry.selectors import model_version_get_active
 
 logger = logging.getLogger(__name__)
 
-# Errors worth another try: the database or storage blinked. Everything else is handled in the
-# service as a permanent failure with a code.
-TRANSIENT_ERRORS = (OperationalError, InterfaceError, ConnectionError, TimeoutError)
+# Errors worth another try: the database, the broker or storage (S3 through django-storages/boto3)
+# blinked. botocore's connection errors (EndpointConnectionError, ConnectTimeoutError, ProxyConnectionError)
+# derive from its own ConnectionError, and its read timeouts and dropped connections (ReadTimeoutError,
+# ConnectionClosedError) from HTTPClientError; none is a builtin ConnectionError. Everything else is
+# handled in the service as a permanent failure with a code, or fails the job with ``internal_error``.
+TRANSIENT_ERRORS = (
+    OperationalError,
+    InterfaceError,
+    ConnectionError,
+    TimeoutError,
+    BotocoreConnectionError,
+    HTTPClientError,
+)
+
+TRANSIENT_STORAGE_CODES = frozenset(
+    {
+        # botocore.retries.standard: TransientRetryableChecker and ThrottledRetryableChecker (botocore 1.44).
+        "RequestTimeout",
+        "RequestTimeoutException",
+        "PriorRequestNotComplete",
+        "Throttling",
+        "ThrottlingException",
+        "RequestLimitExceeded",
+        "TooManyRequestsException",
+        "SlowDown",
+        # Amazon S3 error responses (S3 API reference, "Error responses"): HTTP 500 and 503.
+        "InternalError",
+        "ServiceUnavailable",
+    }
+)
+"""S3 error codes of a ``botocore.exceptions.ClientError`` worth another try; any HTTP 5xx or 429 is too."""
+
+RETRY_BACKOFF_MAX_SECONDS = 60
+"""Longest wait between two tries, in seconds (the backoff doubles from 1 s: 1, 2, 4, 8, 16)."""
+
+
+class TransientError(Exception):
+    """A transient failure of one try of a task, raised so that Celery's ``autoretry_for`` retries it."""
+
+
+def error_is_transient(exc: BaseException) -> bool:
+    """Tell whether an error raised while running a job is worth another try.
+
+    True for ``TRANSIENT_ERRORS`` (database, network, botocore connection and timeout errors) and for
+    a botocore ``ClientError`` whose code is in ``TRANSIENT_STORAGE_CODES`` or whose HTTP status is 429
+    or 5xx (the statuses botocore's own standard retry mode retries). False for everything else,
+    including ``ClientError`` 403/404 (a configuration error or a missing object: another try won't help).
+    """
+    if isinstance(exc, TRANSIENT_ERRORS):
+        return True
+    if isinstance(exc, ClientError):
+        code = exc.response.get("Error", {}).get("Code")
+        status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode") or 0
+        return code in TRANSIENT_STORAGE_CODES or status == 429 or status >= 500
+    return False
 
 
 @shared_task(
@@ -28,31 +82,41 @@ TRANSIENT_ERRORS = (OperationalError, InterfaceError, ConnectionError, TimeoutEr
     name="predictions.tasks.predict",
     acks_late=True,
     reject_on_worker_lost=True,
+    autoretry_for=(TransientError,),
     max_retries=5,
+    retry_backoff=1,
+    retry_backoff_max=RETRY_BACKOFF_MAX_SECONDS,
+    retry_jitter=True,
     soft_time_limit=300,
     time_limit=360,
 )
 def predict(self, prediction_id: str) -> None:
     """Run the prediction pipeline for one ``Prediction`` id (queue ``inference``).
 
-    Safe to rerun: the row is claimed with a conditional update. Transient errors put the row back
-    to ``queued`` and retry with exponential backoff (1, 2, 4, 8, 16 s; Celery ``Task.retry``);
-    after the last try the prediction fails with ``transient_error``. Unexpected errors fail the
-    prediction with ``internal_error`` instead of leaving it ``running``.
+    Safe to rerun: the row is claimed with a conditional update. A transient error
+    (``error_is_transient``: database, broker or storage blips) puts the row back to ``queued`` and
+    Celery retries the task (``autoretry_for``) after an exponential backoff with full jitter: before
+    retry n (0-based) it waits a random whole number of seconds in [0, min(2**n, 60)], so the caps are
+    1, 2, 4, 8 and 16 s (Celery's ``retry_backoff`` / ``retry_jitter``, after "Exponential Backoff And
+    Jitter", AWS Architecture Blog, 2015). That is at most 6 tries (``max_retries`` = 5 retries); after
+    the last one the prediction fails with ``transient_error``. Unexpected errors fail the prediction
+    with ``internal_error`` instead of leaving it ``running``.
     """
     try:
         prediction_run(prediction_id=prediction_id)
-    except TRANSIENT_ERRORS as exc:
+    except Exception as exc:
+        if not error_is_transient(exc):
+            logger.exception("prediction %s failed unexpectedly", prediction_id)
+            prediction_mark_failed(prediction_id=prediction_id, code="internal_error", message=f"Internal error: {exc}")
+            return
         prediction_release(prediction_id=prediction_id)
         if self.request.retries >= self.max_retries:
             prediction_mark_failed(
                 prediction_id=prediction_id, code="transient_error", message=f"Gave up after retries: {exc}"
             )
             return
-        raise self.retry(exc=exc, countdown=2**self.request.retries) from exc
-    except Exception as exc:
-        logger.exception("prediction %s failed unexpectedly", prediction_id)
-        prediction_mark_failed(prediction_id=prediction_id, code="internal_error", message=f"Internal error: {exc}")
+        logger.warning("prediction %s: transient error, retrying: %r", prediction_id, exc)
+        raise TransientError(f"{type(exc).__name__}: {exc}") from exc
 
 
 @shared_task(name="predictions.tasks.sweep", acks_late=True, soft_time_limit=60, time_limit=90)
