@@ -24,7 +24,17 @@ class Brand(models.Model):
 
 
 class Product(models.Model):
-    """A shoe model (and colourway where known) with its list price in USD."""
+    """A shoe in the catalog with its price in USD.
+
+    ``kind`` says what one product row stands for: a shop ``listing`` (one shoe, a title and its
+    photos, e.g. "Vans Old Skool - Men's" at $65) or a named ``model`` (a shoe model across its
+    colourways, e.g. "Nike Air Jordan 1 High", with many photos and a model-level retail price). The
+    model head is trained on ``model`` products (``catalog.selectors.TrainingRow.model``).
+    """
+
+    class Kind(models.TextChoices):
+        LISTING = "listing", "shop listing"
+        MODEL = "model", "shoe model"
 
     brand = models.ForeignKey(Brand, on_delete=models.PROTECT, related_name="products")
     name = models.CharField(max_length=255)
@@ -32,6 +42,7 @@ class Product(models.Model):
     colourway = models.CharField(max_length=255, blank=True)
     price_usd = models.DecimalField(max_digits=10, decimal_places=2, null=True, blank=True)
     source = models.CharField(max_length=255, blank=True, help_text="Where the row came from (feed or repository).")
+    kind = models.CharField(max_length=16, choices=Kind.choices, default=Kind.LISTING)
     is_listed = models.BooleanField(default=True, help_text="Shown to shoppers and used as a similarity match.")
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
@@ -80,6 +91,12 @@ class ProductImage(models.Model):
     source_repo = models.CharField(max_length=255, blank=True)
     source_path = models.CharField(max_length=1024, blank=True)
     source_commit = models.CharField(max_length=64, blank=True)
+    style = models.CharField(
+        max_length=16,
+        choices=[("real-world", "real-world"), ("product-shot", "product shot")],
+        blank=True,
+        help_text="Real-world (on foot, in hand, street) or product shot; blank when nobody labelled it.",
+    )
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:

@@ -43,9 +43,13 @@ def catalog_is_empty() -> bool:
 class TrainingRow:
     """One catalog image as training data.
 
-    ``group`` keeps photos of one product model on one side of a split: ``brand/name`` for named
-    products (all editions of a title together), the image's SHA-256 for unnamed images.
-    ``product_id`` is set only for listed products, the ones similarity search may return.
+    ``group`` keeps photos of one shoe on one side of a split: ``brand/name`` for shop listings (all
+    editions of a title together), the image's SHA-256 for unnamed images and for the photos of a named
+    shoe model (many colourways, each photo its own shoe: near-duplicates are merged later by
+    ``worker.ml.dedup``), so that every model has photos on each side. ``model`` is the display name of
+    a ``model`` product ("Nike Air Jordan 1 High"), the model head's label; None otherwise. ``style``
+    is ``real-world``, ``product-shot`` or blank (unlabelled). ``product_id`` is set only for listed
+    products, the ones similarity search may return.
     """
 
     sha256: str
@@ -54,6 +58,8 @@ class TrainingRow:
     price_usd: float | None
     product_id: int | None
     storage_name: str
+    model: str | None = None
+    style: str = ""
 
 
 def training_rows() -> list[TrainingRow]:
@@ -63,14 +69,27 @@ def training_rows() -> list[TrainingRow]:
     for image in queryset.iterator(chunk_size=2000):
         product = image.product
         price: Decimal | None = product.price_usd if product else None
+        is_model = product is not None and product.kind == Product.Kind.MODEL
         rows.append(
             TrainingRow(
                 sha256=image.sha256,
                 brand=image.brand.slug,
-                group=f"{image.brand.slug}/{product.name}" if product else image.sha256,
+                group=f"{image.brand.slug}/{product.name}" if product and not is_model else image.sha256,
                 price_usd=float(price) if price is not None else None,
                 product_id=product.id if product and product.is_listed else None,
                 storage_name=image.image.name,
+                model=product.name if is_model else None,
+                style=image.style,
             )
         )
     return rows
+
+
+def product_kind_exists(*, kind: str) -> bool:
+    """True when the catalog has at least one product of this ``Product.Kind``."""
+    return Product.objects.filter(kind=kind).exists()
+
+
+def brand_slugs_with_images() -> set[str]:
+    """Slugs of the brands that have at least one catalog image (the ones a model can learn)."""
+    return set(Brand.objects.filter(images__isnull=False).values_list("slug", flat=True).distinct())

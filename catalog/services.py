@@ -19,12 +19,19 @@ from django.core.files.base import ContentFile
 from django.db import transaction
 from django.utils.text import slugify
 
+from catalog.datasets import provenance_styles
 from catalog.models import Brand, Product, ProductImage
 from worker.ml.errors import ImageError
 from worker.ml.images import inspect_image
 
 MANIFEST_COLUMNS = ("image_path", "brand", "product_name", "price_usd")
 MAX_PRICE_USD = Decimal("100000")
+BRAND_DISPLAY_NAMES = {"asics": "ASICS"}
+"""Display names that title-casing the slug gets wrong (the brand's own spelling); others are title-cased
+(``new-balance`` -> "New Balance")."""
+IMAGE_STYLES = ("real-world", "product-shot")
+"""``ProductImage.style`` values read from a set's ``extras/provenance.csv`` (``eyeballed_style``); any other
+value (``unlabelled``) is stored blank."""
 
 
 @dataclass
@@ -40,9 +47,10 @@ class ImportReport:
 
 
 def brand_get_or_create(*, slug: str) -> tuple[Brand, bool]:
-    """The brand with this slug, created with a title-cased display name when new."""
+    """The brand with this slug, created when new with its display name (``BRAND_DISPLAY_NAMES`` or title case)."""
     slug = slugify(slug)
-    return Brand.objects.get_or_create(slug=slug, defaults={"name": slug.replace("-", " ").title()})
+    name = BRAND_DISPLAY_NAMES.get(slug, slug.replace("-", " ").title())
+    return Brand.objects.get_or_create(slug=slug, defaults={"name": name})
 
 
 def _parse_price(raw: str) -> Decimal | None:
@@ -60,7 +68,11 @@ def _parse_price(raw: str) -> Decimal | None:
 
 
 def catalog_import_manifest(
-    *, manifest_path: Path, progress: Callable[[int, int], None] | None = None, batch_size: int = 200
+    *,
+    manifest_path: Path,
+    kind: str = Product.Kind.LISTING,
+    progress: Callable[[int, int], None] | None = None,
+    batch_size: int = 200,
 ) -> ImportReport:
     """Import a manifest's images into the catalog; idempotent and tolerant of bad rows.
 
@@ -69,10 +81,13 @@ def catalog_import_manifest(
     ``ProductImage`` rows with no product: usable for training, never shown as products. Images are
     keyed by the SHA-256 of their bytes, so re-running changes nothing. A bad row (missing file,
     undecodable image, bad price, missing brand) is reported with its line number (the header is
-    line 1) and skipped; the import goes on.
+    line 1) and skipped; the import goes on. Each image's style (real-world or product shot) comes from
+    ``extras/provenance.csv`` beside the manifest when the set has one (``eyeballed_style``).
 
     Args:
         manifest_path: the CSV file; image paths are relative to its folder.
+        kind: ``Product.Kind`` of the products created: ``listing`` for shop listings (``../shared/datasets/
+            sneakers``), ``model`` for named shoe models with many photos each (``sneaker_models``).
         progress: called as ``progress(rows_done, rows_total)`` after each batch.
         batch_size: rows per database transaction.
 
@@ -89,13 +104,16 @@ def catalog_import_manifest(
             raise ValueError(f"{manifest_path} lacks column(s): {', '.join(missing)}")
         rows = [(line, row) for line, row in enumerate(reader, start=2)]
 
+    if kind not in Product.Kind.values:
+        raise ValueError(f"kind must be one of {Product.Kind.values}, got {kind!r}")
+    styles = provenance_styles(root)
     report = ImportReport(rows=len(rows))
     known_shas = set(ProductImage.objects.values_list("sha256", flat=True))
     for start in range(0, len(rows), batch_size):
         with transaction.atomic():
             for line, row in rows[start : start + batch_size]:
                 try:
-                    _import_row(row=row, root=root, known_shas=known_shas, report=report)
+                    _import_row(row=row, root=root, kind=kind, styles=styles, known_shas=known_shas, report=report)
                 except (ValueError, OSError, ImageError) as exc:
                     message = exc.message if isinstance(exc, ImageError) else str(exc)
                     report.errors.append((line, message))
@@ -104,7 +122,9 @@ def catalog_import_manifest(
     return report
 
 
-def _import_row(*, row: dict[str, str], root: Path, known_shas: set[str], report: ImportReport) -> None:
+def _import_row(
+    *, row: dict[str, str], root: Path, kind: str, styles: dict[str, str], known_shas: set[str], report: ImportReport
+) -> None:
     """Import one manifest row (see ``catalog_import_manifest``); raises on a bad row."""
     relative = (row.get("image_path") or "").strip()
     brand_slug = slugify((row.get("brand") or "").strip())
@@ -134,7 +154,10 @@ def _import_row(*, row: dict[str, str], root: Path, known_shas: set[str], report
     name = (row.get("product_name") or "").strip()
     if name:
         product, created = Product.objects.get_or_create(
-            brand=brand, name=name[:255], price_usd=price, defaults={"source": (row.get("source_repo") or "")[:255]}
+            brand=brand,
+            name=name[:255],
+            price_usd=price,
+            defaults={"source": (row.get("source_repo") or "")[:255], "kind": kind},
         )
         report.products_created += int(created)
 
@@ -147,6 +170,7 @@ def _import_row(*, row: dict[str, str], root: Path, known_shas: set[str], report
         source_repo=(row.get("source_repo") or "")[:255],
         source_path=(row.get("source_path") or relative)[:1024],
         source_commit=(row.get("source_commit") or "")[:64],
+        style=styles.get(relative, "") if styles.get(relative, "") in IMAGE_STYLES else "",
     )
     image.image.save(path.name, ContentFile(data), save=False)
     image.save()

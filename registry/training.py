@@ -120,6 +120,7 @@ def model_version_train(
             price_usd=row.price_usd,
             product_id=row.product_id,
             load=loader(row.storage_name),
+            model=row.model,
         )
         for row in rows
     ]

@@ -158,7 +158,11 @@ SNEAKERS_BACKGROUND_MODEL_PATH = Path(
     env.str("SNEAKERS_BACKGROUND_MODEL_PATH", default=str(SHARED_DIR / "weights" / "u2netp.onnx"))
 )
 SNEAKERS_BACKGROUND_METHOD = env.str("SNEAKERS_BACKGROUND_METHOD", default="u2netp")  # u2netp | grabcut | none
+# Catalog sets `manage.py bootstrap` imports: shop listings, and named shoe models (many photos each).
 SNEAKERS_DATASET_DIR = Path(env.str("SNEAKERS_DATASET_DIR", default=str(SHARED_DIR / "datasets" / "sneakers")))
+SNEAKERS_MODELS_DATASET_DIR = Path(
+    env.str("SNEAKERS_MODELS_DATASET_DIR", default=str(SHARED_DIR / "datasets" / "sneaker_models"))
+)
 # Real-world photos (validation, threshold tuning, held-out evaluation) and non-footwear photos
 # (the "not a sneaker" threshold); training goes on without them when the folders are absent.
 SNEAKERS_WILD_DIR = Path(env.str("SNEAKERS_WILD_DIR", default=str(SHARED_DIR / "datasets" / "sneakers_wild")))

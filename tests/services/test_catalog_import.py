@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import csv
+import io
 from pathlib import Path
+from unittest import mock
 
 import pytest
 from django.core.management import call_command
@@ -11,6 +13,8 @@ from django.core.management import call_command
 from catalog.models import Brand, Product, ProductImage
 from catalog.selectors import product_list, training_rows
 from catalog.services import catalog_import_manifest
+from registry.models import ModelVersion
+from registry.services import model_version_create
 from tests.conftest import image_bytes
 
 HEADER = ["image_path", "brand", "product_name", "price_usd", "source_repo", "source_path", "source_commit"]
@@ -110,3 +114,88 @@ def test_import_rejects_manifest_without_required_columns(tmp_path):
     manifest.write_text("image_path,category\nimages/x.jpg,cat\n")
     with pytest.raises(ValueError, match="brand"):
         catalog_import_manifest(manifest_path=manifest)
+
+
+def write_model_set(root: Path) -> Path:
+    """A tiny set in the sneaker_models layout: named models with several photos, provenance styles."""
+    (root / "images" / "new-balance").mkdir(parents=True)
+    (root / "extras").mkdir()
+    rows, styles = [], []
+    for index, style in enumerate(["real-world", "product-shot", "unlabelled"]):
+        name = f"images/new-balance/snk_new-balance-550_{index:04d}.jpg"
+        (root / name).write_bytes(image_bytes("JPEG", color=(20 * index, 200, 40)))
+        rows.append([name, "new-balance", "New Balance 550", "110.00", "repo", f"src/{index}.jpg", "abc"])
+        styles.append([name, style])
+    asics = "images/new-balance/snk_asics_0000.jpg"
+    (root / asics).write_bytes(image_bytes("JPEG", color=(200, 10, 10)))
+    rows.append([asics, "asics", "ASICS Gel-Lyte III", "", "repo", "src/a.jpg", "abc"])
+    with (root / "manifest.csv").open("w", newline="") as handle:
+        csv.writer(handle).writerows([HEADER, *rows])
+    with (root / "extras" / "provenance.csv").open("w", newline="") as handle:
+        csv.writer(handle).writerows([["image_path", "eyeballed_style"], *styles])
+    return root / "manifest.csv"
+
+
+@pytest.mark.django_db
+def test_model_set_imports_models_with_styles_display_names_and_per_image_groups(tmp_path):
+    manifest = write_model_set(tmp_path / "models")
+
+    report = catalog_import_manifest(manifest_path=manifest, kind=Product.Kind.MODEL)
+
+    assert report.images_created == 4 and not report.errors
+    assert dict(Brand.objects.values_list("slug", "name")) == {"new-balance": "New Balance", "asics": "ASICS"}
+    model = Product.objects.get(name="New Balance 550")
+    assert model.kind == Product.Kind.MODEL and str(model.price_usd) == "110.00" and model.images.count() == 3
+    styles = sorted(ProductImage.objects.filter(product=model).values_list("style", flat=True))
+    assert styles == ["", "product-shot", "real-world"]  # "unlabelled" is stored blank
+    rows = [row for row in training_rows() if row.brand == "new-balance"]
+    assert {row.model for row in rows} == {"New Balance 550"}
+    assert len({row.group for row in rows}) == 3  # one group per photo: the model has photos on each side
+    assert sorted(row.style for row in rows) == ["", "product-shot", "real-world"]
+
+
+@pytest.mark.django_db
+def test_listing_rows_carry_no_model_and_group_by_title(tmp_path):
+    catalog_import_manifest(manifest_path=write_dataset(tmp_path / "data"))
+
+    rows = [row for row in training_rows() if row.brand == "nike"]
+    assert {row.model for row in rows} == {None}
+    assert {row.group for row in rows} == {"nike/Nike Air Max 90 - Men's"}
+
+
+def test_import_refuses_an_unknown_kind(tmp_path):
+    with pytest.raises(ValueError, match="kind must be one of"):
+        catalog_import_manifest(manifest_path=write_dataset(tmp_path / "data"), kind="colourway")
+
+
+@pytest.mark.django_db
+def test_bootstrap_imports_both_sets_then_trains_when_brands_are_missing(tmp_path, settings):
+    settings.SNEAKERS_DATASET_DIR = write_dataset(tmp_path / "data").parent
+    settings.SNEAKERS_MODELS_DATASET_DIR = write_model_set(tmp_path / "models").parent
+    version = {"name": "v-old", "backbone_fingerprint": "f", "metrics": {}, "training_seconds": 1.0}
+    model_version_create(artifact_prefix="models/v-old", classes=["nike", "vans"], **version)
+
+    def fake_train(**_):  # stands for the real training, which has its own tests
+        return model_version_create(
+            **{**version, "name": "v-new"},
+            artifact_prefix="models/v-new",
+            classes=["asics", "new-balance", "nike", "vans"],
+        )
+
+    with (
+        mock.patch("registry.management.commands.bootstrap.call_command", wraps=call_command) as calls,
+        mock.patch("registry.management.commands.train.model_version_train", side_effect=fake_train) as train,
+    ):
+        call_command("bootstrap", stdout=io.StringIO())
+
+    assert Product.objects.filter(kind=Product.Kind.MODEL).count() == 2
+    assert Product.objects.filter(kind=Product.Kind.LISTING).exists()
+    assert [c.args[0] for c in calls.call_args_list] == ["import_catalog", "import_catalog", "train"]
+    assert train.call_count == 1  # the active model lacked asics and new-balance
+    assert ModelVersion.objects.get(status=ModelVersion.Status.ACTIVE).name == "v-new"
+
+    with mock.patch("registry.management.commands.bootstrap.call_command") as again:
+        out = io.StringIO()
+        call_command("bootstrap", stdout=out)
+    assert again.call_count == 0  # both sets present, the active model knows every brand
+    assert "already in the catalog" in out.getvalue() and "training skipped" in out.getvalue()

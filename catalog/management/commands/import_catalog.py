@@ -4,6 +4,7 @@ from pathlib import Path
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
+from catalog.models import Product
 from catalog.services import catalog_import_manifest
 
 
@@ -13,8 +14,15 @@ class Command(BaseCommand):
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("directory", type=Path, help="Folder holding manifest.csv and the images.")
         parser.add_argument("--manifest", default="manifest.csv", help="Manifest file name inside DIR.")
+        parser.add_argument(
+            "--kind",
+            choices=Product.Kind.values,
+            default=Product.Kind.LISTING,
+            help="What a product row stands for: a shop listing (default) or a named shoe model with many photos "
+            "(../shared/datasets/sneaker_models).",
+        )
 
-    def handle(self, *args, directory: Path, manifest: str, **options) -> None:
+    def handle(self, *args, directory: Path, manifest: str, kind: str, **options) -> None:
         manifest_path = directory / manifest
         if not manifest_path.is_file():
             raise CommandError(f"{manifest_path} does not exist")
@@ -27,7 +35,7 @@ class Command(BaseCommand):
                 step["next"] = done + max(total // 10, 1)
 
         try:
-            report = catalog_import_manifest(manifest_path=manifest_path, progress=progress)
+            report = catalog_import_manifest(manifest_path=manifest_path, kind=kind, progress=progress)
         except ValueError as exc:
             raise CommandError(str(exc)) from exc
         for line, message in report.errors:
