@@ -173,7 +173,7 @@ def main() -> None:
     from worker.ml.backbone import Backbone
     from worker.ml.background import GrabCutRemover, U2NetpRemover
     from worker.ml.embeddings import EmbeddingCache
-    from worker.ml.training import train_model
+    from worker.ml.training import TrainingConfig, train_model
 
     weights = args.shared / "weights"
     started = time.perf_counter()
@@ -202,10 +202,9 @@ def main() -> None:
     started = time.perf_counter()
     result = train_model(
         samples,
+        TrainingConfig(seed=args.seed, flip_augment=not args.no_flip),
         backbone=backbone,
         cache=cache,
-        seed=args.seed,
-        flip_augment=not args.no_flip,
         remover=u2net if args.train_background == "u2netp" else None,
         progress=progress,
     )

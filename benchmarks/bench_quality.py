@@ -99,7 +99,7 @@ def main() -> None:
     from worker.ml.embeddings import EmbeddingCache
     from worker.ml.evaluation import EvalItem, evaluate
     from worker.ml.pipeline import load_pipeline
-    from worker.ml.training import train_model
+    from worker.ml.training import TrainingConfig, TrainingData, train_model
 
     weights = args.shared / "weights"
     backbone = Backbone(weights / "efficientnet_lite0_imagenet_notop.keras")
@@ -111,21 +111,21 @@ def main() -> None:
     cache = EmbeddingCache(ROOT / "var" / "cache" / "embeddings", backbone.fingerprint)
     started = time.perf_counter()
     result = train_model(
-        samples,
+        TrainingData(
+            catalog=samples, wild=wild, wild_styles=styles, negatives=negatives, negative_categories=categories
+        ),
+        TrainingConfig(
+            seed=args.seed,
+            finetune=not args.no_finetune,
+            imagenet_classifier_path=weights / "efficientnet_lite0_imagenet.keras",
+            workdir=ROOT / "var" / "cache" / "quality",
+            augment_copies=args.copies,
+            finetune_epochs=args.epochs,
+            finetune_budget_s=args.budget,
+        ),
         backbone=backbone,
         cache=cache,
-        seed=args.seed,
-        finetune=not args.no_finetune,
-        wild=wild,
-        wild_styles=styles,
-        negatives=negatives,
-        negative_categories=categories,
-        imagenet_classifier_path=weights / "efficientnet_lite0_imagenet.keras",
-        workdir=ROOT / "var" / "cache" / "quality",
         test_remover=u2net,
-        augment_copies=args.copies,
-        finetune_epochs=args.epochs,
-        finetune_budget_s=args.budget,
         log=stamp,
     )
     stamp(f"train_model wall time: {time.perf_counter() - started:.1f} s")

@@ -97,7 +97,7 @@ def model_version_train(
         ModelError: the backbone weights are missing or corrupt.
     """
     from worker.ml.embeddings import EmbeddingCache
-    from worker.ml.training import TrainingSample, train_model
+    from worker.ml.training import TrainingConfig, TrainingData, TrainingSample, train_model
 
     rows = training_rows()
     if len({row.brand for row in rows}) < 2:
@@ -132,7 +132,18 @@ def model_version_train(
     # No background removal before embedding catalog photos: measured with benchmarks/bench_ml.py
     # (seed 42), removing it on the 329 non-plain catalog photos lowered test top-1 from 0.900 to
     # 0.893 and real-world top-1 on sneakers_wild from 0.638 to 0.603.
-    result = train_model(samples, backbone=backbone, cache=cache, progress=progress, log=logger.info, **options)
+    data_keys = ("wild", "wild_styles", "negatives", "negative_categories")
+    data = TrainingData(catalog=samples, **{key: options.pop(key) for key in data_keys if key in options})
+    test_remover = options.pop("test_remover", None)
+    result = train_model(
+        data,
+        TrainingConfig(**options),
+        backbone=backbone,
+        cache=cache,
+        test_remover=test_remover,
+        progress=progress,
+        log=logger.info,
+    )
     seconds = time.monotonic() - started
 
     name = timezone.now().strftime("v%Y%m%d-%H%M%S")

@@ -1,14 +1,16 @@
-"""A trained model version on disk: brand head, price head, similarity index, metadata.
+"""A trained model version on disk: brand and model heads, price head, similarity index, metadata.
 
 Layout of an artifact directory (``ARTIFACT_FILES``)::
 
     brand_head.npz   BrandHead.to_arrays()
+    model_head.npz   ModelHead.to_arrays()      (absent when too few named models had enough photos)
     price_head.npz   PriceHead.to_arrays()      (absent when no prices were available)
-    index.npz        SimilarityIndex.to_arrays()
+    index.npz        the similarity index (kind ``numpy``, ``NumpyIndex.save``; other kinds write their own)
     footwear.npz     FootwearDetector.to_arrays()  (absent when training had no ImageNet classifier)
+    open_set.npz     UnknownBrandRule.to_arrays()  (absent: no ``unknown_brand`` rule)
     backbone.keras   fine-tuned backbone            (only for variant "fine-tuned")
-    metadata.json    classes, backbone fingerprint, embedding dim, seed, created time, preprocessing,
-                     abstain thresholds, per-brand price baseline
+    metadata.json    classes, backbone spec and fingerprint, embedding dim, seed, created time,
+                     preprocessing, abstain thresholds, per-brand price baseline, similarity index kind
 
 Files are NumPy ``.npz`` archives read with ``allow_pickle=False`` (no code execution on load) and a
 UTF-8 JSON file. The original backbone is not copied: its fingerprint (``backbone_fingerprint``)
@@ -32,19 +34,30 @@ import numpy as np
 
 from worker.ml.abstain import FootwearDetector
 from worker.ml.errors import ModelError
-from worker.ml.heads import BrandHead, PriceHead
-from worker.ml.similarity import SimilarityIndex
+from worker.ml.heads import BrandHead, ModelHead, PriceHead
+from worker.ml.similarity import INDEX_FILE, SimilarityIndex, index_class
+from worker.ml.unknown_brand import UnknownBrandRule
 
 BRAND_HEAD_FILE: Final = "brand_head.npz"
 PRICE_HEAD_FILE: Final = "price_head.npz"
-INDEX_FILE: Final = "index.npz"
+MODEL_HEAD_FILE: Final = "model_head.npz"
+OPEN_SET_FILE: Final = "open_set.npz"
 METADATA_FILE: Final = "metadata.json"
 FOOTWEAR_FILE: Final = "footwear.npz"
 BACKBONE_FILE: Final = "backbone.keras"
-ARTIFACT_FILES: Final = (BRAND_HEAD_FILE, PRICE_HEAD_FILE, INDEX_FILE, METADATA_FILE, FOOTWEAR_FILE, BACKBONE_FILE)
+ARTIFACT_FILES: Final = (
+    BRAND_HEAD_FILE,
+    MODEL_HEAD_FILE,
+    PRICE_HEAD_FILE,
+    INDEX_FILE,
+    METADATA_FILE,
+    FOOTWEAR_FILE,
+    OPEN_SET_FILE,
+    BACKBONE_FILE,
+)
 """Every file an artifact may have; the optional ones are in ``OPTIONAL_ARTIFACT_FILES``. Report PNGs
 are not artifact files."""
-OPTIONAL_ARTIFACT_FILES: Final = (PRICE_HEAD_FILE, FOOTWEAR_FILE, BACKBONE_FILE)
+OPTIONAL_ARTIFACT_FILES: Final = (MODEL_HEAD_FILE, PRICE_HEAD_FILE, FOOTWEAR_FILE, OPEN_SET_FILE, BACKBONE_FILE)
 """Files that may be absent from a valid artifact."""
 
 
@@ -55,7 +68,8 @@ class ModelArtifact:
     Attributes:
         brand_head: the calibrated brand classifier.
         price_head: the price regressor, or None when training had no prices.
-        index: catalog image embeddings and product ids for similarity search.
+        index: catalog image embeddings and product ids for similarity search (a ``SimilarityIndex``
+            of the kind named by metadata ``similarity_index``, ``"numpy"`` when absent).
         footwear: the ImageNet footwear detector of the ``not_footwear`` abstain rule, or None.
         metadata: JSON-serialisable dict; keys written by ``train_model``: ``classes``,
             ``backbone_fingerprint``, ``embedding_dim``, ``created_at`` (ISO 8601 UTC), ``seed``,
@@ -68,6 +82,8 @@ class ModelArtifact:
             ``Pipeline`` requires ``backbone_fingerprint`` and ``embedding_dim``.
         footwear: ImageNet footwear detector, or None (then ``not_footwear`` is never returned).
         backbone_keras: bytes of the fine-tuned backbone ``.keras`` file, or None (head-only).
+        model_head: the calibrated model classifier with its "not sure" threshold, or None.
+        unknown_brand: the open-set rule of the ``unknown_brand`` abstain reason, or None (rule off).
     """
 
     brand_head: BrandHead
@@ -76,12 +92,15 @@ class ModelArtifact:
     metadata: dict[str, Any] = field(default_factory=dict)
     footwear: FootwearDetector | None = None
     backbone_keras: bytes | None = None
+    model_head: ModelHead | None = None
+    unknown_brand: UnknownBrandRule | None = None
 
     def save(self, directory: str | Path) -> None:
         """Write the artifact files into ``directory`` (created if needed).
 
-        Each file is written to a temporary name and renamed into place. A stale ``price_head.npz``
-        is removed when ``price_head`` is None.
+        Each file is written to a temporary name and renamed into place. A stale optional file
+        (``price_head.npz``, ``model_head.npz``, ``footwear.npz``, ``open_set.npz``, ``backbone.keras``)
+        is removed when its part is None.
 
         Raises:
             OSError: the directory or a file cannot be written.
@@ -90,15 +109,18 @@ class ModelArtifact:
         target = Path(directory)
         target.mkdir(parents=True, exist_ok=True)
         _write_npz(target / BRAND_HEAD_FILE, self.brand_head.to_arrays())
-        if self.price_head is not None:
-            _write_npz(target / PRICE_HEAD_FILE, self.price_head.to_arrays())
-        else:
-            (target / PRICE_HEAD_FILE).unlink(missing_ok=True)
-        _write_npz(target / INDEX_FILE, self.index.to_arrays())
-        if self.footwear is not None:
-            _write_npz(target / FOOTWEAR_FILE, self.footwear.to_arrays())
-        else:
-            (target / FOOTWEAR_FILE).unlink(missing_ok=True)
+        optional = (
+            (PRICE_HEAD_FILE, self.price_head),
+            (MODEL_HEAD_FILE, self.model_head),
+            (FOOTWEAR_FILE, self.footwear),
+            (OPEN_SET_FILE, self.unknown_brand),
+        )
+        for name, part in optional:
+            if part is not None:
+                _write_npz(target / name, part.to_arrays())
+            else:
+                (target / name).unlink(missing_ok=True)
+        self.index.save(target)
         if self.backbone_keras is not None:
             _write_atomic(target / BACKBONE_FILE, self.backbone_keras)
         else:
@@ -116,22 +138,24 @@ class ModelArtifact:
         """
         source = Path(directory)
         try:
-            brand_head = BrandHead.from_arrays(_read_npz(source / BRAND_HEAD_FILE))
-            price_path = source / PRICE_HEAD_FILE
-            price_head = PriceHead.from_arrays(_read_npz(price_path)) if price_path.exists() else None
-            index = SimilarityIndex.from_arrays(_read_npz(source / INDEX_FILE))
-            footwear_path = source / FOOTWEAR_FILE
-            footwear = FootwearDetector.from_arrays(_read_npz(footwear_path)) if footwear_path.exists() else None
             metadata = json.loads((source / METADATA_FILE).read_text(encoding="utf-8"))
+            if not isinstance(metadata, dict):
+                raise ModelError(f"{source / METADATA_FILE}: expected a JSON object")
+            brand_head = BrandHead.from_arrays(_read_npz(source / BRAND_HEAD_FILE))
+            price_head = _optional(source / PRICE_HEAD_FILE, PriceHead.from_arrays)
+            model_head = _optional(source / MODEL_HEAD_FILE, ModelHead.from_arrays)
+            footwear = _optional(source / FOOTWEAR_FILE, FootwearDetector.from_arrays)
+            unknown_brand = _optional(source / OPEN_SET_FILE, UnknownBrandRule.from_arrays)
+            index = index_class(metadata.get("similarity_index")).load(source)
             backbone_path = source / BACKBONE_FILE
             backbone_keras = backbone_path.read_bytes() if backbone_path.exists() else None
         except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as exc:
             # json.JSONDecodeError is a ValueError; np.load raises ValueError for non-npz bytes.
             raise ModelError(f"cannot load model artifact from {source}: {exc}") from exc
-        if not isinstance(metadata, dict):
-            raise ModelError(f"{source / METADATA_FILE}: expected a JSON object")
-        widths = {brand_head.dim, index.dim} | ({price_head.dim} if price_head else set())
-        if len(widths) != 1 and len(index) > 0:
+        widths = {brand_head.dim} | {part.dim for part in (price_head, model_head) if part is not None}
+        if len(index) > 0:
+            widths.add(index.dim)
+        if len(widths) != 1:
             raise ModelError(f"{source}: heads and index disagree on the embedding width: {widths}")
         return cls(
             brand_head=brand_head,
@@ -140,6 +164,8 @@ class ModelArtifact:
             metadata=metadata,
             footwear=footwear,
             backbone_keras=backbone_keras,
+            model_head=model_head,
+            unknown_brand=unknown_brand,
         )
 
 
@@ -160,6 +186,11 @@ def _write_npz(path: Path, arrays: Mapping[str, np.ndarray]) -> None:
     buffer = io.BytesIO()
     np.savez(buffer, **arrays)
     _write_atomic(path, buffer.getvalue())
+
+
+def _optional(path: Path, parse: Any) -> Any:
+    """``parse(arrays of path)`` when the file exists, else None."""
+    return parse(_read_npz(path)) if path.exists() else None
 
 
 def _read_npz(path: Path) -> dict[str, np.ndarray]:

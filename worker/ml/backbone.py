@@ -29,21 +29,44 @@ from typing import Any, Final
 import numpy as np
 
 from worker.ml.errors import ModelError
-from worker.ml.images import square_pad_resize
+from worker.ml.preprocessing import (
+    DEFAULT_INPUT_SIZE,
+    DEFAULT_OFFSET,
+    DEFAULT_SCALE,
+    FINGERPRINT_LENGTH,
+    LEGACY_INPUT_SIZE,
+    BackboneSpec,
+    backbone_fingerprint,
+    prepare_photo,
+)
 
-INPUT_SIZE: Final = 224
+__all__ = [
+    "DEFAULT_INPUT_SIZE",
+    "DEFAULT_TAPS",
+    "FINGERPRINT_LENGTH",
+    "INPUT_OFFSET",
+    "INPUT_SCALE",
+    "INPUT_SIZE",
+    "Backbone",
+    "BackboneSpec",
+    "backbone_fingerprint",
+    "file_fingerprint",
+    "import_keras",
+    "l2_normalise",
+    "multi_level_output",
+    "tap_scale",
+]
+
+INPUT_SIZE: Final = LEGACY_INPUT_SIZE
 """EfficientNet-Lite0's training size, in pixels: the input side of artifacts made before the
 multi-level descriptor (their metadata has no ``backbone_input_size``)."""
-DEFAULT_INPUT_SIZE: Final = 320
-"""Side, in pixels, of the square images the backbone embeds by default (module docstring)."""
 DEFAULT_TAPS: Final[tuple[tuple[str, float], ...]] = (("block7_add", 0.4), ("block10_add", 0.5), ("block14_add", 0.7))
 """EfficientNet-Lite0 layers pooled into the descriptor, with their weights (the pooled output has
 weight 1). Chosen by validation log loss among blocks 7-15 (module docstring)."""
-INPUT_OFFSET: Final = 127.0
-"""Normalisation ``(x - INPUT_OFFSET) / INPUT_SCALE`` of [0, 255] pixels (weights README)."""
-INPUT_SCALE: Final = 128.0
-FINGERPRINT_LENGTH: Final = 16
-"""Hex characters of the SHA-256 of the model file kept as its fingerprint (64 bits)."""
+INPUT_OFFSET: Final = DEFAULT_OFFSET
+"""Normalisation ``(x - INPUT_OFFSET) / INPUT_SCALE`` of [0, 255] pixels (weights README); the
+defaults of ``BackboneSpec``."""
+INPUT_SCALE: Final = DEFAULT_SCALE
 
 
 def import_keras() -> Any:
@@ -72,16 +95,6 @@ def file_fingerprint(path: str | Path) -> str:
         for chunk in iter(lambda: handle.read(1 << 20), b""):
             digest.update(chunk)
     return digest.hexdigest()[:FINGERPRINT_LENGTH]
-
-
-def backbone_fingerprint(file_fingerprint_hex: str, input_size: int, taps: tuple[tuple[str, float], ...]) -> str:
-    """Fingerprint of a backbone as configured: the file's own for the plain 224 px set-up (so
-    artifacts and caches made before the multi-level descriptor stay valid), else the first 16 hex
-    characters of the SHA-256 of ``"<file fingerprint>|<input_size>|<taps>"``."""
-    if input_size == INPUT_SIZE and not taps:
-        return file_fingerprint_hex
-    text = f"{file_fingerprint_hex}|{input_size}|" + ",".join(f"{name}:{weight:g}" for name, weight in taps)
-    return hashlib.sha256(text.encode()).hexdigest()[:FINGERPRINT_LENGTH]
 
 
 def tap_scale(taps: tuple[tuple[str, float], ...]) -> float:
@@ -133,11 +146,13 @@ class Backbone:
         input_size: side, in pixels, of the squares ``preprocess`` makes (default 320).
         taps: ``(layer name, weight)`` pairs; None: those of ``DEFAULT_TAPS`` the model has (none for
             a model without EfficientNet-Lite0's layer names); ``()``: the pooled output alone.
+        offset, scale: input normalisation ``(x - offset) / scale`` (EfficientNet-Lite0's by default).
 
     Attributes:
         path: the model file.
-        fingerprint: ``backbone_fingerprint`` of the file, input size and taps (embedding-cache key;
-            stored in trained artifacts to check they match the backbone).
+        spec: the ``BackboneSpec`` (input size, normalisation, taps, weights fingerprint) as set up.
+        fingerprint: ``spec.fingerprint``: the file, input size and taps (embedding-cache key; stored in
+            trained artifacts to check they match the backbone).
         dim: embedding width D (1280 for EfficientNet-Lite0 alone, 1664 with the default taps).
         top_dim: width of the pooled output, the first part of the embedding (1280).
         taps: the taps applied (empty for a two-output model).
@@ -157,6 +172,8 @@ class Backbone:
         batch_size: int = 32,
         input_size: int = DEFAULT_INPUT_SIZE,
         taps: tuple[tuple[str, float], ...] | None = None,
+        offset: float = DEFAULT_OFFSET,
+        scale: float = DEFAULT_SCALE,
     ) -> None:
         if batch_size < 1:
             raise ValueError(f"batch_size must be positive, got {batch_size}")
@@ -214,7 +231,10 @@ class Backbone:
                 model.inputs[0], [multi_level_output(model.outputs[0], tapped), model.outputs[0]], name="multi_level"
             )
             output_shape, aux_shape = model.output_shape
-        self.fingerprint = backbone_fingerprint(file_hex, self.input_size, self.taps)
+        self.spec = BackboneSpec(
+            input_size=self.input_size, offset=offset, scale=scale, taps=self.taps, weights_fingerprint=file_hex
+        )
+        self.fingerprint = self.spec.fingerprint
         self.dim: int = int(output_shape[-1])
         self.aux_dim: int = int(aux_shape[-1]) if aux_shape is not None else self.dim
         fixed = input_shape[1:3]
@@ -223,8 +243,10 @@ class Backbone:
 
         signature = [tf.TensorSpec(shape=(None, None, None, 3), dtype=tf.uint8)]
 
+        spec = self.spec
+
         def normalise(x: Any) -> Any:
-            return (tf.cast(x, tf.float32) - INPUT_OFFSET) / INPUT_SCALE
+            return (tf.cast(x, tf.float32) - spec.offset) / spec.scale
 
         def both(y: Any) -> Any:
             out = model(y, training=False)
@@ -246,8 +268,24 @@ class Backbone:
 
             self._forward_resized = forward_resized
 
+    @classmethod
+    def from_spec(cls, path: str | Path, spec: BackboneSpec, *, batch_size: int = 32) -> Backbone:
+        """The backbone of ``path`` set up as ``spec`` says (input size, taps, normalisation).
+
+        Raises:
+            ModelError, ValueError: as the constructor.
+        """
+        return cls(
+            path,
+            batch_size=batch_size,
+            input_size=spec.input_size,
+            taps=spec.taps,
+            offset=spec.offset,
+            scale=spec.scale,
+        )
+
     def preprocess(self, rgb: np.ndarray) -> np.ndarray:
-        """Square-pad with white and resize to the backbone's input: ``square_pad_resize(rgb, input_size)``.
+        """The backbone input of a photo used as it is: ``prepare_photo(rgb, self.spec).square``.
 
         Args:
             rgb: ``(H, W, 3) uint8`` RGB.
@@ -258,7 +296,7 @@ class Backbone:
         Raises:
             ValueError: ``rgb`` is not ``(H, W, 3) uint8``.
         """
-        return square_pad_resize(rgb, size=self.input_size)
+        return prepare_photo(rgb, self.spec).square
 
     def embed(self, images: np.ndarray) -> np.ndarray:
         """Embed a stack of square RGB images.

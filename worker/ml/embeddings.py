@@ -1,9 +1,8 @@
 """Embedding many images with an on-disk cache keyed by image hash and backbone fingerprint.
 
-Preprocessing of one image (the same at training and prediction time, see ``PREPROCESSING``):
-``load_rgb`` (decode, EXIF orientation, RGB on white, longest side <= 1024 px) ->
-``remove_background(skip_plain=True)`` when a remover is given -> ``square_pad_resize`` to
-``Backbone.input_size`` (320 px by default) on white -> ``Backbone.embed`` (L2-normalised vector).
+Preprocessing of one image is ``worker.ml.preprocessing.prepare_photo`` (the same function at
+training, evaluation and prediction time, ``PREPROCESSING``): ``load_rgb`` -> background rule ->
+square pad and resize to the backbone spec's input size -> ``Backbone.embed`` (L2-normalised vector).
 """
 
 from __future__ import annotations
@@ -17,20 +16,15 @@ from typing import TYPE_CHECKING, Final, Literal, overload
 
 import numpy as np
 
-from worker.ml.background import Remover, remove_background
+from worker.ml.background import Remover
 from worker.ml.errors import ImageError
 from worker.ml.images import DEFAULT_MAX_SIDE, load_rgb
+from worker.ml.preprocessing import PREPROCESSING, prepare_photo
+
+__all__ = ["FLIP_SUFFIX", "PREPROCESSING", "EmbeddingCache", "cache_key", "embed_images"]
 
 if TYPE_CHECKING:
     from worker.ml.backbone import Backbone
-
-PREPROCESSING: Final = (
-    "load_rgb(max_side=1024, EXIF upright, transparency on white) -> "
-    "remove_background(skip_plain=True) if a remover is set -> "
-    "square_pad_resize(backbone_input_size, white, Lanczos) -> (x - 127) / 128 -> backbone "
-    "(pooled output + backbone_taps) -> L2 normalise"
-)
-"""Human-readable description of the preprocessing, stored in artifact metadata."""
 
 FLIP_SUFFIX: Final = ":flip"
 """Cache-key suffix of horizontally mirrored images."""
@@ -202,9 +196,7 @@ def embed_images(
                 rgb = load_rgb(loader(), max_side=DEFAULT_MAX_SIDE)
             except ImageError as exc:
                 raise ImageError(exc.code, f"image {sha}: {exc.message}") from exc
-            if remover is not None:
-                rgb = remove_background(rgb, remover, skip_plain=True).image
-            squares.append(backbone.preprocess(rgb))
+            squares.append(prepare_photo(rgb, backbone.spec, remover=remover, skip_plain=True).square)
         batch = np.stack(squares)
         if flip:
             batch = np.concatenate([batch, np.ascontiguousarray(batch[:, :, ::-1])])

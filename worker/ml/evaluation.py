@@ -1,4 +1,4 @@
-"""Evaluating a trained ``Pipeline`` end to end on labelled photos, and calibration error.
+"""Evaluating a trained ``Pipeline`` end to end on labelled photos.
 
 ``evaluate`` runs exactly ``Pipeline.predict`` on each item (decode, background rule, backbone,
 heads, abstain rules), so its figures are those a shopper would see.
@@ -11,8 +11,8 @@ Definitions:
 - log loss: mean negative log-likelihood of the true brand under the calibrated probabilities of
   the returned top-k guesses (brands outside the top-k get the leftover mass spread evenly), clipped
   at 1e-15 as in scikit-learn; computed over all sneaker photos whose brand is a known class.
-- ECE: expected calibration error with 15 equal-width confidence bins (Guo et al., "On Calibration of
-  Modern Neural Networks", ICML 2017): ``sum_b |B_b|/N * |acc(B_b) - conf(B_b)|``.
+- ECE: expected calibration error with 15 equal-width confidence bins (Guo et al. 2017).
+Every metric is computed by ``worker.ml.metrics``, the module training uses too.
 - Price MAE (USD) / MAPE (fraction) over sneaker photos with a known price that got a price
   estimate; the baseline predicts the artifact's ``price_baseline`` median of the brand.
 """
@@ -22,116 +22,21 @@ from __future__ import annotations
 from collections import Counter, defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from worker.ml.errors import ImageError
+from worker.ml.metrics import (
+    confusion_matrix,
+    expected_calibration_error,
+    log_loss,
+    per_class_precision_recall,
+    regression_errors,
+)
 
 if TYPE_CHECKING:
     from worker.ml.pipeline import Pipeline, PipelineResult
-
-ECE_BINS: Final = 15
-"""Number of equal-width confidence bins of the expected calibration error (Guo et al. 2017)."""
-LOG_LOSS_EPS: Final = 1e-15
-"""Probabilities are clipped to [eps, 1 - eps] in the log loss (as scikit-learn's ``log_loss``)."""
-
-
-def expected_calibration_error(
-    confidences: Sequence[float] | np.ndarray,
-    correct: Sequence[bool] | np.ndarray,
-    n_bins: int = ECE_BINS,
-) -> float | None:
-    """Expected calibration error with ``n_bins`` equal-width bins over [0, 1].
-
-    Bin b holds the rows with confidence in ``((b-1)/n_bins, b/n_bins]`` (the first bin also takes 0).
-    ``ECE = sum_b (n_b / N) * |accuracy_b - mean_confidence_b|`` (Guo et al., ICML 2017, eq. 3).
-
-    Args:
-        confidences: N top-1 probabilities in [0, 1].
-        correct: N booleans (top-1 right).
-        n_bins: number of bins (>= 1).
-
-    Returns:
-        ECE in [0, 1], or None for N = 0.
-
-    Raises:
-        ValueError: length mismatch, ``n_bins < 1`` or a confidence outside [0, 1].
-    """
-    conf = np.asarray(confidences, dtype=np.float64).reshape(-1)
-    hits = np.asarray(correct, dtype=np.float64).reshape(-1)
-    if conf.shape != hits.shape:
-        raise ValueError(f"{conf.size} confidences but {hits.size} correctness flags")
-    if n_bins < 1:
-        raise ValueError(f"n_bins must be >= 1, got {n_bins}")
-    if conf.size == 0:
-        return None
-    if np.any(conf < 0.0) or np.any(conf > 1.0 + 1e-9):
-        raise ValueError("confidences must lie in [0, 1]")
-    bins = np.clip(np.ceil(conf * n_bins).astype(np.int64) - 1, 0, n_bins - 1)
-    total = 0.0
-    for b in range(n_bins):
-        rows = bins == b
-        if rows.any():
-            total += rows.mean() * abs(hits[rows].mean() - conf[rows].mean())
-    return float(total)
-
-
-def reliability_bins(
-    confidences: Sequence[float] | np.ndarray,
-    correct: Sequence[bool] | np.ndarray,
-    n_bins: int = ECE_BINS,
-) -> dict[str, list[float | int | None]]:
-    """Per-bin figures of a reliability diagram (same bins as ``expected_calibration_error``).
-
-    Returns:
-        ``{"count": [n_b], "accuracy": [acc_b or None], "confidence": [mean conf_b or None]}``,
-        each a list of ``n_bins`` entries.
-
-    Raises:
-        ValueError: as ``expected_calibration_error``.
-    """
-    conf = np.asarray(confidences, dtype=np.float64).reshape(-1)
-    hits = np.asarray(correct, dtype=np.float64).reshape(-1)
-    if conf.shape != hits.shape or n_bins < 1:
-        raise ValueError("length mismatch or n_bins < 1")
-    bins = np.clip(np.ceil(conf * n_bins).astype(np.int64) - 1, 0, n_bins - 1)
-    out: dict[str, list[float | int | None]] = {"count": [], "accuracy": [], "confidence": []}
-    for b in range(n_bins):
-        rows = bins == b
-        out["count"].append(int(rows.sum()))
-        out["accuracy"].append(float(hits[rows].mean()) if rows.any() else None)
-        out["confidence"].append(float(conf[rows].mean()) if rows.any() else None)
-    return out
-
-
-def per_brand_precision_recall(
-    truth: Sequence[str], predicted: Sequence[str | None], labels: Sequence[str]
-) -> dict[str, dict[str, float | int | None]]:
-    """Precision, recall and support per brand.
-
-    Args:
-        truth: N true brands.
-        predicted: N predicted brands, None for "no answer" (counts against recall, not precision).
-        labels: brands to report.
-
-    Returns:
-        ``{brand: {"precision": float | None, "recall": float | None, "support": int}}``; None where
-        the denominator is 0.
-    """
-    true_list = [str(t) for t in truth]
-    pred_list = [None if p is None else str(p) for p in predicted]
-    out: dict[str, dict[str, float | int | None]] = {}
-    for label in labels:
-        support = sum(t == label for t in true_list)
-        called = sum(p == label for p in pred_list)
-        hits = sum(t == label and p == label for t, p in zip(true_list, pred_list, strict=True))
-        out[str(label)] = {
-            "precision": hits / called if called else None,
-            "recall": hits / support if support else None,
-            "support": int(support),
-        }
-    return out
 
 
 @dataclass(frozen=True)
@@ -176,10 +81,11 @@ def _summary(rows: list[dict[str, Any]], classes: Sequence[str], baseline: dict[
     out: dict[str, Any] = {"n": len(rows), "n_sneakers": len(sneakers), "n_negatives": len(negatives)}
     known = [r for r in sneakers if r["brand"] in classes]
     if known:
+        truth = np.asarray([classes.index(r["brand"]) for r in known], dtype=np.int64)
+        proba = np.stack([r["proba"] for r in known])
         top1_raw = np.array([r["guesses"][0] == r["brand"] for r in known])
         answered = np.array([r["abstain"] is None for r in known])
         top3 = np.array([r["brand"] in r["guesses"][:3] for r in known])
-        probs = np.clip(np.array([r["proba"][classes.index(r["brand"])] for r in known]), LOG_LOSS_EPS, 1.0)
         conf = np.array([r["top_probability"] for r in known])
         out["top1"] = float(np.mean(top1_raw & answered))
         out["top3"] = float(np.mean(top3 & answered))
@@ -187,13 +93,12 @@ def _summary(rows: list[dict[str, Any]], classes: Sequence[str], baseline: dict[
         out["top3_raw"] = float(top3.mean())
         out["top1_answered"] = float(top1_raw[answered].mean()) if answered.any() else None
         out["answered"] = float(answered.mean())
-        out["log_loss"] = float(np.mean(-np.log(probs)))
+        out["log_loss"] = log_loss(proba, truth)
         out["ece"] = expected_calibration_error(conf, top1_raw)
-        truth = [r["brand"] for r in known]
-        out["per_brand"] = per_brand_precision_recall(truth, [r["guesses"][0] for r in known], classes)
-        matrix = np.zeros((len(classes), len(classes)), dtype=np.int64)
-        for r in known:
-            matrix[classes.index(r["brand"]), classes.index(r["guesses"][0])] += 1
+        guesses = [r["guesses"][0] for r in known]
+        out["per_brand"] = per_class_precision_recall([r["brand"] for r in known], guesses, classes)
+        predicted = np.asarray([classes.index(g) for g in guesses], dtype=np.int64)
+        matrix = confusion_matrix(truth, predicted, len(classes))
         out["confusion"] = {"labels": list(classes), "matrix": matrix.tolist()}
     else:
         out.update(top1=None, top3=None, top1_raw=None, top3_raw=None, top1_answered=None, answered=None)
@@ -204,13 +109,13 @@ def _summary(rows: list[dict[str, Any]], classes: Sequence[str], baseline: dict[
         truth_p = np.array([r["price_true"] for r in priced])
         pred_p = np.array([r["price_pred"] for r in priced])
         out["price_n"] = len(priced)
-        out["price_mae"] = float(np.mean(np.abs(pred_p - truth_p)))
-        out["price_mape"] = float(np.mean(np.abs(pred_p - truth_p) / truth_p))
+        errors = regression_errors(pred_p, truth_p)
+        out["price_mae"], out["price_mape"] = errors["mae"], errors["mape"]
         if baseline:
             medians = baseline.get("per_brand", {})
             base = np.array([medians.get(r["brand"], baseline.get("global")) for r in priced], dtype=np.float64)
-            out["price_baseline_mae"] = float(np.mean(np.abs(base - truth_p)))
-            out["price_baseline_mape"] = float(np.mean(np.abs(base - truth_p) / truth_p))
+            errors = regression_errors(base, truth_p)
+            out["price_baseline_mae"], out["price_baseline_mape"] = errors["mae"], errors["mape"]
         else:
             out["price_baseline_mae"] = out["price_baseline_mape"] = None
     else:

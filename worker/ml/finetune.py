@@ -28,7 +28,8 @@ from typing import Any, Final
 
 import numpy as np
 
-from worker.ml.backbone import INPUT_OFFSET, INPUT_SCALE, import_keras
+from worker.ml.backbone import import_keras
+from worker.ml.preprocessing import BackboneSpec
 
 DEFAULT_CUT_LAYERS: Final = ("block14_add",)
 """Preferred cut points (first one present wins); else the input of the last Conv2D layer."""
@@ -105,8 +106,11 @@ def clone_top(top: Any) -> Any:
     return copy
 
 
-def trunk_activations(trunk: Any, squares: np.ndarray, *, batch_size: int = 32) -> np.ndarray:
-    """Frozen-trunk activations of ``(N, S, S, 3) uint8`` squares, normalised ``(x - 127) / 128``.
+def trunk_activations(
+    trunk: Any, squares: np.ndarray, *, spec: BackboneSpec | None = None, batch_size: int = 32
+) -> np.ndarray:
+    """Frozen-trunk activations of ``(N, S, S, 3) uint8`` squares, normalised as ``spec`` says
+    (``BackboneSpec.normalise``; default ``(x - 127) / 128``).
 
     Returns:
         ``(N, h, w, c) float16``.
@@ -119,9 +123,10 @@ def trunk_activations(trunk: Any, squares: np.ndarray, *, batch_size: int = 32) 
     if squares.dtype != np.uint8 or squares.ndim != 4 or squares.shape[-1] != 3:
         raise ValueError(f"expected (N, S, S, 3) uint8, got {squares.shape} {squares.dtype}")
     forward = _compiled(trunk)
+    spec = spec if spec is not None else BackboneSpec()
     out = []
     for start in range(0, squares.shape[0], batch_size):
-        x = (tf.convert_to_tensor(squares[start : start + batch_size], tf.float32) - INPUT_OFFSET) / INPUT_SCALE
+        x = tf.convert_to_tensor(spec.normalise(squares[start : start + batch_size]))
         out.append(np.asarray(forward(x), dtype=np.float16))
     if not out:
         shape = trunk.output_shape[1:]
@@ -299,7 +304,7 @@ def build_dual_model(
     original's ``taps`` (``worker.ml.backbone.multi_level_output``; with no taps it is the
     L2-normalised fine-tuned output); the second output is the original pooled output, which the
     ImageNet footwear detector reads. The trunk below the cut is ``original``'s own (frozen) layers.
-    Inputs are normalised images (``(x - 127) / 128``), as for the original backbone.
+    Inputs are normalised images (``BackboneSpec.normalise``), as for the original backbone.
 
     Args:
         original: the one-output backbone model as loaded (``Backbone.model``).

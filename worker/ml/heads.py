@@ -4,9 +4,13 @@ Both are plain NumPy at prediction time (a matrix product), fitted with scikit-l
 the fit functions), and stored as arrays (``to_arrays`` / ``from_arrays``, e.g. in an ``.npz`` file).
 
 Sources:
-- Multinomial logistic regression: scikit-learn ``LogisticRegression`` (lbfgs solver, L2 penalty,
-  ``class_weight="balanced"`` weighs class c by ``n / (C * n_c)``);
+- Multinomial logistic regression: scikit-learn ``LogisticRegression`` (lbfgs solver, L2 penalty);
   https://scikit-learn.org/stable/modules/linear_model.html#logistic-regression
+- Class balance (asics has 51 photos, nike thousands): ``class_weights`` weighs each row by its class,
+  ``"balanced"``: ``n / (C * n_c)`` (King & Zeng, "Logistic Regression in Rare Events Data", 2001, as
+  scikit-learn's ``class_weight="balanced"``), or ``"effective"``: ``(1 - beta) / (1 - beta^n_c)``
+  rescaled to mean 1 over rows (Cui et al., "Class-Balanced Loss Based on Effective Number of
+  Samples", CVPR 2019), which weighs rare classes up less sharply.
 - Temperature scaling: Guo et al., "On Calibration of Modern Neural Networks", ICML 2017.
 - Ridge regression on log price, range from quantiles of out-of-fold residuals (split-conformal in
   spirit: Lei et al., "Distribution-Free Predictive Inference for Regression", JASA 2018); scikit-learn
@@ -21,7 +25,7 @@ from typing import Final
 
 import numpy as np
 
-from worker.ml.results import BrandScore, PriceEstimate
+from worker.ml.results import BrandScore, ModelScore, PriceEstimate
 
 DEFAULT_BRAND_C: Final = 10.0
 """Default inverse L2 strength for the brand head. Embeddings are L2-normalised (entries ~0.03), so
@@ -178,13 +182,126 @@ class BrandHead:
         return BrandHead(self.classes, self.weights, self.bias, temperature)
 
 
+EFFECTIVE_NUMBER_BETA: Final = 0.999
+"""``beta`` of the effective-number class weights (Cui et al. 2019 use 0.9-0.9999; 0.999 suits classes of
+50-2,000 photos: ``1 - beta^n`` saturates around n ~ 3,000)."""
+
+
+def class_weights(labels: Sequence[str], kind: str, *, beta: float = EFFECTIVE_NUMBER_BETA) -> dict[str, float]:
+    """Per-class row weights that counter class imbalance (see the module docstring for the sources).
+
+    Args:
+        labels: N training labels.
+        kind: ``"balanced"`` (``n / (C * n_c)``) or ``"effective"`` (``(1 - beta) / (1 - beta^n_c)``,
+            rescaled so that the mean row weight is 1).
+        beta: in (0, 1), for ``"effective"``.
+
+    Returns:
+        ``{class: weight > 0}``; rarer classes weigh more.
+
+    Raises:
+        ValueError: unknown kind, ``beta`` outside (0, 1), or no labels.
+    """
+    names, counts = np.unique(np.asarray([str(label) for label in labels]), return_counts=True)
+    if names.size == 0:
+        raise ValueError("no labels")
+    n = float(counts.sum())
+    if kind == "balanced":
+        weights = n / (names.size * counts.astype(np.float64))
+    elif kind == "effective":
+        if not 0.0 < beta < 1.0:
+            raise ValueError(f"beta must be in (0, 1), got {beta}")
+        weights = (1.0 - beta) / (1.0 - np.power(beta, counts.astype(np.float64)))
+        weights = weights * n / float(np.sum(weights * counts))
+    else:
+        raise ValueError(f"unknown class weighting {kind!r}; expected 'balanced' or 'effective'")
+    return {str(name): float(w) for name, w in zip(names, weights, strict=True)}
+
+
+@dataclass(frozen=True, eq=False)
+class ModelHead:
+    """Calibrated softmax over named models (products' display names), each belonging to a brand.
+
+    Attributes:
+        classifier: the linear softmax head; its ``classes`` are the model names.
+        brands: ``(C,)`` brand of each model, in class order.
+        threshold: the model "not sure" threshold: a top-1 probability below it is not trusted
+            (chosen on validation by ``worker.ml.abstain.choose_confidence_threshold``); 0: always sure.
+    """
+
+    classifier: BrandHead
+    brands: tuple[str, ...]
+    threshold: float = 0.0
+
+    def __post_init__(self) -> None:
+        """Check that every class has a brand; raise ValueError otherwise."""
+        if len(self.brands) != len(self.classifier.classes):
+            raise ValueError(f"{len(self.classifier.classes)} models but {len(self.brands)} brands")
+        if not 0.0 <= self.threshold <= 1.0 + 1e-9:
+            raise ValueError(f"threshold must be in [0, 1], got {self.threshold}")
+        object.__setattr__(self, "brands", tuple(str(b) for b in self.brands))
+        object.__setattr__(self, "threshold", float(self.threshold))
+
+    @property
+    def classes(self) -> tuple[str, ...]:
+        """The model names, in column order."""
+        return self.classifier.classes
+
+    @property
+    def dim(self) -> int:
+        """Embedding width D."""
+        return self.classifier.dim
+
+    def predict_proba(self, embeddings: np.ndarray) -> np.ndarray:
+        """``(N, C) float32`` calibrated model probabilities of ``(N, D)`` embeddings.
+
+        Raises:
+            ValueError: wrong shape.
+        """
+        return self.classifier.predict_proba(embeddings)
+
+    def top_k(self, embedding: np.ndarray, k: int = 3) -> list[ModelScore]:
+        """The ``min(k, C)`` most probable models for one ``(D,)`` embedding, most probable first.
+
+        Raises:
+            ValueError: wrong shape or ``k < 1``.
+        """
+        brand_of = dict(zip(self.classes, self.brands, strict=True))
+        return [
+            ModelScore(name=s.brand, brand=brand_of[s.brand], probability=s.probability)
+            for s in self.classifier.top_k(embedding, k=k)
+        ]
+
+    def to_arrays(self) -> dict[str, np.ndarray]:
+        """Arrays for ``np.savez``: the classifier's (``BrandHead.to_arrays``), ``brands``, ``threshold``."""
+        return {
+            **self.classifier.to_arrays(),
+            "brands": np.asarray(self.brands, dtype=np.str_),
+            "threshold": np.asarray(self.threshold, dtype=np.float64),
+        }
+
+    @classmethod
+    def from_arrays(cls, arrays: Mapping[str, np.ndarray]) -> ModelHead:
+        """Inverse of ``to_arrays``.
+
+        Raises:
+            KeyError: a key is missing.
+            ValueError: inconsistent shapes.
+        """
+        return cls(
+            classifier=BrandHead.from_arrays(arrays),
+            brands=tuple(str(b) for b in np.asarray(arrays["brands"]).reshape(-1)),
+            threshold=float(np.asarray(arrays["threshold"])),
+        )
+
+
 def fit_brand_head(
     embeddings: np.ndarray,
     labels: Sequence[str],
     *,
     seed: int,
     C: float = DEFAULT_BRAND_C,
-    class_weight: str | None = "balanced",
+    class_weight: str | Mapping[str, float] | None = "balanced",
     max_iter: int = 2000,
 ) -> BrandHead:
     """Fit a multinomial logistic regression (scikit-learn, lbfgs, L2) on embeddings.
@@ -197,7 +314,8 @@ def fit_brand_head(
         labels: N brand labels.
         seed: ``random_state`` (lbfgs is deterministic; kept for solvers that shuffle).
         C: inverse L2 regularisation strength.
-        class_weight: ``"balanced"`` or None, as in scikit-learn.
+        class_weight: ``"balanced"``, ``"effective"`` (``class_weights``), a ``{label: weight}`` mapping, or
+            None (every row weighs 1).
         max_iter: lbfgs iteration limit.
 
     Returns:
@@ -214,7 +332,10 @@ def fit_brand_head(
         raise ValueError(f"{matrix.shape[0]} embeddings but {y.shape[0]} labels")
     if np.unique(y).size < 2:
         raise ValueError("need at least two distinct brands to fit a classifier")
-    model = LogisticRegression(C=C, class_weight=class_weight, max_iter=max_iter, solver="lbfgs", random_state=seed)
+    weights = class_weights(y.tolist(), class_weight) if isinstance(class_weight, str) else class_weight
+    model = LogisticRegression(
+        C=C, class_weight=dict(weights) if weights else None, max_iter=max_iter, solver="lbfgs", random_state=seed
+    )
     model.fit(matrix.astype(np.float64), y)
     coef = np.asarray(model.coef_, dtype=np.float64)
     intercept = np.asarray(model.intercept_, dtype=np.float64)

@@ -1,4 +1,4 @@
-"""One prediction: bytes -> brand top-k, price estimate, similar products, cut-out, timings.
+"""One prediction: bytes -> brand and model top-k, price estimate, similar products, cut-out, timings.
 
 Importing this module is cheap (no TensorFlow, onnxruntime or OpenCV): those are loaded by the
 ``Backbone`` and remover constructors. Build one ``Pipeline`` per worker process and model version
@@ -8,18 +8,19 @@ and reuse it.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Final
 
 import numpy as np
 
 from worker.ml.artifact import BACKBONE_FILE, ModelArtifact
-from worker.ml.backbone import INPUT_SIZE, l2_normalise
-from worker.ml.background import NoRemover, Remover, remove_background
+from worker.ml.backbone import l2_normalise
+from worker.ml.background import NoRemover, Remover
 from worker.ml.errors import ModelError
 from worker.ml.images import DEFAULT_MAX_BYTES, DEFAULT_MAX_PIXELS, encode_png, load_rgb
-from worker.ml.results import Abstain, BrandScore, PriceEstimate, SimilarItem
+from worker.ml.preprocessing import BackboneSpec, prepare_photo
+from worker.ml.results import Abstain, BrandScore, ModelScore, PriceEstimate, SimilarItem
 
 if TYPE_CHECKING:
     from worker.ml.backbone import Backbone
@@ -45,9 +46,16 @@ class PipelineResult:
         timings_ms: wall-clock milliseconds per stage: ``decode``, ``background`` (including PNG
             encoding of the cut-out), ``embed`` (square pad + backbone), ``heads``, ``search``, ``total``.
         abstain: why no brand should be named (``not_footwear``: the ImageNet footwear probability is
-            below the artifact's ``abstain.footwear_threshold``; ``low_confidence``: the calibrated
-            top-1 probability is below ``abstain.confidence_threshold``), or None. ``brands`` keeps
-            the guesses either way; for ``not_footwear`` ``price`` is None and ``similar`` empty.
+            below the artifact's ``abstain.footwear_threshold``; ``unknown_brand``: the open-set score
+            of the artifact's ``unknown_brand`` rule is below its threshold, a shoe of a brand the
+            catalog lacks; ``low_confidence``: the calibrated top-1 probability is below
+            ``abstain.confidence_threshold``), or None. ``brands`` and ``models`` keep the guesses
+            either way; for ``not_footwear`` ``price`` is None and ``similar`` empty.
+        models: the ``top_k`` most probable named models (calibrated), most probable first; empty
+            when the artifact has no model head.
+        model_uncertain: True when the model answer should not be trusted: the top model's
+            probability is below the model head's threshold, its brand is not the top brand, or
+            the photo abstained; False when ``models`` is empty.
     """
 
     brands: list[BrandScore]
@@ -57,6 +65,8 @@ class PipelineResult:
     background: str
     timings_ms: dict[str, float]
     abstain: Abstain | None = None
+    models: list[ModelScore] = field(default_factory=list)
+    model_uncertain: bool = False
 
 
 class Pipeline:
@@ -71,11 +81,12 @@ class Pipeline:
         max_bytes: upload size limit in bytes for ``predict``.
         max_pixels: pixel-count limit for ``predict``.
 
-    Abstain rules (thresholds from ``artifact.metadata["abstain"]``): ``not_footwear`` when the
-    artifact has a footwear detector, the metadata a ``footwear_threshold``, and the detector's score
-    of the photo's original ImageNet features (``Backbone.embed_raw`` aux output) is below it;
-    otherwise ``low_confidence`` when the calibrated top-1 probability is below
-    ``confidence_threshold`` (0 when absent: never).
+    Abstain rules, in this order (thresholds from ``artifact.metadata["abstain"]``): ``not_footwear``
+    when the artifact has a footwear detector, the metadata a ``footwear_threshold``, and the
+    detector's score of the photo's original ImageNet features (``Backbone.embed_raw`` aux output) is
+    below it; ``unknown_brand`` when the artifact has an ``unknown_brand`` rule and its open-set score
+    of the embedding and brand logits is below the rule's threshold; otherwise ``low_confidence``
+    when the calibrated top-1 probability is below ``confidence_threshold`` (0 when absent: never).
 
     Raises:
         ModelError: the artifact's backbone fingerprint (``finetuned_backbone_fingerprint`` if set,
@@ -103,8 +114,9 @@ class Pipeline:
             artifact.brand_head.dim,
             backbone.dim,
         }
-        if artifact.price_head is not None:
-            widths.add(artifact.price_head.dim)
+        for head in (artifact.price_head, artifact.model_head):
+            if head is not None:
+                widths.add(head.dim)
         if len(artifact.index) > 0:
             widths.add(artifact.index.dim)
         if len(widths) != 1:
@@ -166,14 +178,24 @@ class Pipeline:
         if top_k < 1 or similar_k < 1:
             raise ValueError("top_k and similar_k must be positive")
         marks = [time.perf_counter()]
-        cutout = remove_background(rgb, self.remover, skip_plain=self.skip_plain)
+        prepared = prepare_photo(rgb, self.backbone.spec, remover=self.remover, skip_plain=self.skip_plain)
+        cutout = prepared.cutout
         cutout_png = encode_png(cutout.image)
         marks.append(time.perf_counter())
-        raw, original = self.backbone.embed_raw(self.backbone.preprocess(cutout.image)[None])
+        raw, original = self.backbone.embed_raw(prepared.square[None])
         vector = l2_normalise(raw)[0]
         marks.append(time.perf_counter())
         brands = self.artifact.brand_head.top_k(vector, k=top_k)
-        abstain = self._abstain(original, brands)
+        abstain = self._abstain(original, vector, brands)
+        models: list[ModelScore] = []
+        model_uncertain = False
+        if self.artifact.model_head is not None:
+            models = self.artifact.model_head.top_k(vector, k=top_k)
+            model_uncertain = (
+                abstain is not None
+                or models[0].probability < self.artifact.model_head.threshold
+                or models[0].brand != brands[0].brand
+            )
         price = None
         if self.artifact.price_head is not None and (abstain is None or abstain.reason != "not_footwear"):
             price = self.artifact.price_head.predict(vector[None])[0]
@@ -196,14 +218,18 @@ class Pipeline:
             background=cutout.method,
             timings_ms=timings,
             abstain=abstain,
+            models=models,
+            model_uncertain=model_uncertain,
         )
 
-    def _abstain(self, original: np.ndarray, brands: list[BrandScore]) -> Abstain | None:
-        """Apply the artifact's abstain rules to ``(1, D0)`` original features and the top-k brands.
+    def _abstain(self, original: np.ndarray, vector: np.ndarray, brands: list[BrandScore]) -> Abstain | None:
+        """Apply the artifact's abstain rules to ``(1, D0)`` original features, the ``(D,)`` embedding
+        and the top-k brands.
 
         Thresholds come from ``metadata["abstain"]`` (``footwear_threshold``,
         ``confidence_threshold``; missing means 0, i.e. never abstain), chosen on validation data by
-        ``worker.ml.abstain``. The footwear rule needs the artifact's ``FootwearDetector``.
+        ``worker.ml.abstain``. The footwear rule needs the artifact's ``FootwearDetector``; the
+        ``unknown_brand`` rule its ``UnknownBrandRule`` (``worker.ml.unknown_brand``).
         """
         thresholds = self.artifact.metadata.get("abstain") or {}
         footwear_threshold = float(thresholds.get("footwear_threshold") or 0.0)
@@ -211,6 +237,12 @@ class Pipeline:
             score = float(self.artifact.footwear.score(original)[0])
             if score < footwear_threshold:
                 return Abstain(reason="not_footwear", score=score)
+        rule = self.artifact.unknown_brand
+        if rule is not None:
+            logits = self.artifact.brand_head.logits(vector[None])
+            known = float(rule.scores(vector[None], logits)[0])
+            if known < rule.threshold:
+                return Abstain(reason="unknown_brand", score=known)
         confidence = brands[0].probability if brands else 0.0
         if confidence < float(thresholds.get("confidence_threshold") or 0.0):
             return Abstain(reason="low_confidence", score=float(confidence))
@@ -229,10 +261,11 @@ def load_pipeline(
     """A ``Pipeline`` from an artifact folder.
 
     The backbone is the artifact's own ``backbone.keras`` when present (variant ``fine-tuned``);
-    otherwise ``backbone`` (already loaded) or, failing that, ``Backbone(backbone_path)``, set up with
-    the artifact's ``backbone_input_size`` and ``backbone_taps`` (a loaded backbone set up otherwise is
-    reloaded from its file with them). The background rule, footwear detector and thresholds come
-    from the artifact.
+    otherwise ``backbone`` (already loaded) or, failing that, ``Backbone(backbone_path)``, set up as the
+    artifact's ``BackboneSpec`` says (``BackboneSpec.from_metadata``: older artifacts at 224 px without
+    taps, or 320 px with taps; a loaded backbone set up otherwise is reloaded from its file with it).
+    The background rule, footwear detector, model head, open-set rule and thresholds come from the
+    artifact.
 
     Raises:
         ModelError: artifact or backbone files missing or corrupt, or trained with another backbone.
@@ -242,16 +275,21 @@ def load_pipeline(
 
     folder = Path(artifact_dir)
     artifact = ModelArtifact.load(folder)
-    # Artifacts made before the multi-level descriptor have neither key: 224 px, no taps.
-    input_size = int(artifact.metadata.get("backbone_input_size", INPUT_SIZE))
-    taps = tuple((str(name), float(weight)) for name, weight in artifact.metadata.get("backbone_taps", []))
+    # Every age of artifact: the recorded spec, or 320 px with taps, or 224 px without (no keys).
+    spec = BackboneSpec.from_metadata(artifact.metadata)
     if artifact.metadata.get("finetuned_backbone_fingerprint"):
         if not (folder / BACKBONE_FILE).is_file():
             raise ModelError(f"{folder}: fine-tuned artifact without {BACKBONE_FILE}")
-        backbone = _Backbone(folder / BACKBONE_FILE, input_size=input_size)
-    elif backbone is None or (backbone.input_size, backbone.taps) != (input_size, taps):
+        backbone = _Backbone.from_spec(folder / BACKBONE_FILE, spec)
+    elif backbone is None or _set_up(backbone.spec) != _set_up(spec):
         path = backbone.path if backbone is not None else backbone_path
         if path is None:
             raise ValueError("give backbone or backbone_path")
-        backbone = _Backbone(path, input_size=input_size, taps=taps)
+        backbone = _Backbone.from_spec(path, spec)
     return Pipeline(artifact, backbone, remover, skip_plain=None, max_bytes=max_bytes, max_pixels=max_pixels)
+
+
+def _set_up(spec: BackboneSpec) -> tuple[object, ...]:
+    """What must match between a loaded backbone and an artifact's spec (not the weights fingerprint,
+    which ``Pipeline`` checks through the whole fingerprint)."""
+    return (spec.input_size, spec.taps, spec.offset, spec.scale, spec.fill)

@@ -19,6 +19,21 @@ class BrandScore:
 
 
 @dataclass(frozen=True, slots=True)
+class ModelScore:
+    """One named model (a product's display name) and its calibrated probability.
+
+    Attributes:
+        name: the model's display name as used in training (e.g. ``"Nike Air Jordan 1 High"``).
+        brand: the brand of that model (e.g. ``"nike"``).
+        probability: softmax probability in [0, 1] of the model head after temperature scaling.
+    """
+
+    name: str
+    brand: str
+    probability: float
+
+
+@dataclass(frozen=True, slots=True)
 class PriceEstimate:
     """An estimated list price and its range, all in USD.
 
@@ -61,7 +76,7 @@ class ImageInfo:
     height: int
 
 
-ABSTAIN_REASONS = ("not_footwear", "low_confidence")
+ABSTAIN_REASONS = ("not_footwear", "unknown_brand", "low_confidence")
 """Values of ``Abstain.reason``."""
 
 
@@ -70,10 +85,13 @@ class Abstain:
     """Why the model declines to answer for a photo.
 
     Attributes:
-        reason: ``"not_footwear"`` (the photo does not show footwear) or ``"low_confidence"`` (the
-            calibrated top-1 brand probability is below the artifact's threshold).
+        reason: ``"not_footwear"`` (the photo does not show footwear), ``"unknown_brand"`` (a shoe,
+            but its open-set score says it is of none of the catalog's brands) or ``"low_confidence"``
+            (the calibrated top-1 brand probability is below the artifact's threshold).
         score: the number compared with the threshold: for ``not_footwear`` the ImageNet footwear
-            probability mass in [0, 1]; for ``low_confidence`` the calibrated top-1 probability in [0, 1].
+            probability mass in [0, 1]; for ``unknown_brand`` the open-set score (higher: more like a
+            known brand; its scale depends on the scorer, see ``worker.ml.unknown_brand``); for
+            ``low_confidence`` the calibrated top-1 probability in [0, 1].
     """
 
     reason: str

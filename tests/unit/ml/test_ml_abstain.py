@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from worker.ml.abstain import choose_confidence_threshold, choose_footwear_threshold, rejection_rates
-from worker.ml.evaluation import expected_calibration_error, reliability_bins
+from worker.ml.metrics import expected_calibration_error, reliability_bins
 
 
 def test_ece_matches_a_hand_computed_value():

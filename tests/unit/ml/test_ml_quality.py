@@ -16,10 +16,11 @@ from worker.ml.augment import augment_photo, foreground_mask
 from worker.ml.dedup import image_hashes, merge_near_duplicates, near_duplicate_pairs
 from worker.ml.embeddings import EmbeddingCache
 from worker.ml.errors import ModelError
-from worker.ml.evaluation import EvalItem, evaluate, per_brand_precision_recall
+from worker.ml.evaluation import EvalItem, evaluate
+from worker.ml.metrics import per_class_precision_recall as per_brand_precision_recall
 from worker.ml.pipeline import Pipeline, load_pipeline
 from worker.ml.results import Abstain
-from worker.ml.training import TrainingSample, train_model
+from worker.ml.training import TrainingConfig, TrainingData, TrainingSample, train_model
 
 COLOURS = {"redco": (210, 30, 30), "greenco": (30, 170, 40), "blueco": (30, 50, 200)}
 
@@ -101,18 +102,12 @@ def finetuned(tapped_backbone, tmp_path_factory):
     negatives = [lambda i=i: to_bytes(np.full((40, 40, 3), 20 * i, np.uint8), "PNG") for i in range(1, 5)]
     workdir = tmp_path_factory.mktemp("work")
     result = train_model(
-        _samples(),
+        TrainingData(catalog=_samples(), wild=wild, wild_styles=styles, negatives=negatives),
+        TrainingConfig(
+            seed=0, finetune=True, workdir=workdir, augment_copies=1, finetune_epochs=2, keep_variant="fine-tuned"
+        ),
         backbone=tiny_backbone,
         cache=EmbeddingCache(tmp_path_factory.mktemp("cache"), tiny_backbone.fingerprint),
-        seed=0,
-        finetune=True,
-        wild=wild,
-        wild_styles=styles,
-        negatives=negatives,
-        workdir=workdir,
-        augment_copies=1,
-        finetune_epochs=2,
-        keep_variant="fine-tuned",
     )
     return result, workdir
 

@@ -15,9 +15,11 @@ from worker.ml.background import GrabCutRemover
 from worker.ml.embeddings import EmbeddingCache, embed_images
 from worker.ml.errors import ImageError, ModelError
 from worker.ml.heads import BrandHead, PriceHead
+from worker.ml.metrics import classification_metrics as brand_metrics
+from worker.ml.metrics import price_metrics
 from worker.ml.pipeline import Pipeline
-from worker.ml.similarity import SimilarityIndex
-from worker.ml.training import TrainingSample, brand_metrics, grouped_split, price_metrics, train_model
+from worker.ml.similarity import NumpyIndex as SimilarityIndex
+from worker.ml.training import TrainingConfig, TrainingSample, grouped_split, train_model
 
 BRANDS = {"redco": ((210, 30, 30), 80.0), "greenco": ((30, 170, 40), 120.0), "blueco": ((30, 50, 200), 160.0)}
 
@@ -112,6 +114,7 @@ class CountingBackbone:
     def __init__(self, inner):
         self.inner = inner
         self.fingerprint = inner.fingerprint
+        self.spec = inner.spec
         self.dim = inner.dim
         self.batch_size = 4
         self.embedded = 0
@@ -189,8 +192,8 @@ def small_artifact(price: bool = True) -> ModelArtifact:
 def test_artifact_round_trip(tmp_path):
     artifact = small_artifact()
     artifact.save(tmp_path / "v1")
-    # Everything but the optional footwear detector and fine-tuned backbone, which it has none of.
-    expected = set(ARTIFACT_FILES) - {"footwear.npz", "backbone.keras"}
+    # Everything but the optional parts it has none of.
+    expected = set(ARTIFACT_FILES) - {"footwear.npz", "backbone.keras", "model_head.npz", "open_set.npz"}
     assert sorted(p.name for p in (tmp_path / "v1").iterdir()) == sorted(expected)
     loaded = ModelArtifact.load(tmp_path / "v1")
     assert loaded.metadata == artifact.metadata
@@ -263,7 +266,7 @@ def catalog_samples() -> list[TrainingSample]:
 def trained(tiny_backbone, tmp_path_factory):
     samples = catalog_samples()
     cache = EmbeddingCache(tmp_path_factory.mktemp("cache"), tiny_backbone.fingerprint)
-    return samples, train_model(samples, backbone=tiny_backbone, cache=cache, seed=0)
+    return samples, train_model(samples, TrainingConfig(seed=0), backbone=tiny_backbone, cache=cache)
 
 
 def test_train_model_reports_metrics_split_and_artifact(trained, tmp_path):
@@ -294,7 +297,10 @@ def test_train_model_reports_metrics_split_and_artifact(trained, tmp_path):
 def test_training_is_deterministic(trained, tiny_backbone, tmp_path):
     samples, result = trained
     again = train_model(
-        samples, backbone=tiny_backbone, cache=EmbeddingCache(tmp_path, tiny_backbone.fingerprint), seed=0
+        samples,
+        TrainingConfig(seed=0),
+        backbone=tiny_backbone,
+        cache=EmbeddingCache(tmp_path, tiny_backbone.fingerprint),
     )
     assert again.split == result.split
     np.testing.assert_allclose(again.artifact.brand_head.weights, result.artifact.brand_head.weights, atol=1e-5)
@@ -350,7 +356,8 @@ def test_load_pipeline_sets_the_backbone_up_as_the_artifact_was_trained(trained,
     assert load_pipeline(tmp_path / "new", backbone=tiny_backbone, remover=None).backbone is tiny_backbone
     # An artifact from before the multi-level descriptor: no size or taps recorded, the file's own
     # fingerprint. The loaded 320 px backbone is set up again at 224 px rather than refused.
-    metadata = {k: v for k, v in result.artifact.metadata.items() if not k.startswith("backbone_")}
+    assert result.artifact.metadata["backbone"]["input_size"] == 320
+    metadata = {k: v for k, v in result.artifact.metadata.items() if not k.startswith("backbone")}
     metadata["backbone_fingerprint"] = file_fingerprint(tiny_backbone.path)
     old = ModelArtifact(result.artifact.brand_head, result.artifact.price_head, result.artifact.index, metadata)
     old.save(tmp_path / "old")
