@@ -93,3 +93,8 @@ def product_kind_exists(*, kind: str) -> bool:
 def brand_slugs_with_images() -> set[str]:
     """Slugs of the brands that have at least one catalog image (the ones a model can learn)."""
     return set(Brand.objects.filter(images__isnull=False).values_list("slug", flat=True).distinct())
+
+
+def brand_display_names() -> dict[str, str]:
+    """``slug -> display name`` of every brand (a few dozen rows at most)."""
+    return dict(Brand.objects.values_list("slug", "name"))

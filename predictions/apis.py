@@ -48,9 +48,18 @@ class SimilarProductSerializer(serializers.Serializer):
     image_url = serializers.CharField(allow_null=True)
 
 
+class ModelScoreSerializer(serializers.Serializer):
+    name = serializers.CharField(help_text='Named shoe model, e.g. "Nike Air Jordan 1 High".')
+    brand = serializers.CharField(help_text="Brand slug of that model.")
+    probability = serializers.FloatField()
+
+
 class AbstainSerializer(serializers.Serializer):
-    reason = serializers.ChoiceField(choices=["not_footwear", "low_confidence"])
-    score = serializers.FloatField(help_text="Footwear probability, or calibrated top-1 probability.")
+    reason = serializers.ChoiceField(choices=["not_footwear", "unknown_brand", "low_confidence"])
+    score = serializers.FloatField(
+        help_text="Footwear probability (not_footwear), open-set score (unknown_brand: higher is more like a "
+        "known brand), or calibrated top-1 probability (low_confidence)."
+    )
 
 
 class PredictionErrorSerializer(serializers.Serializer):
@@ -68,7 +77,15 @@ class PredictionOutputSerializer(serializers.Serializer):
     finished_at = serializers.DateTimeField(allow_null=True)
     brand = serializers.SerializerMethodField()
     brands = BrandScoreSerializer(many=True, help_text="Top-3 guesses, also when the model abstains.")
-    abstain = AbstainSerializer(allow_null=True, help_text="Set when no brand is given: not footwear, or not sure.")
+    abstain = AbstainSerializer(
+        allow_null=True, help_text="Set when no brand is given: not footwear, a brand we don't carry, or not sure."
+    )
+    model = serializers.SerializerMethodField()
+    models = ModelScoreSerializer(
+        many=True,
+        source="shoe_models",
+        help_text="Top named shoe models (calibrated), kept as candidates when not sure.",
+    )
     price_usd = serializers.SerializerMethodField()
     similar = serializers.SerializerMethodField()
     image_url = serializers.SerializerMethodField()
@@ -81,6 +98,12 @@ class PredictionOutputSerializer(serializers.Serializer):
     @extend_schema_field(serializers.CharField(allow_null=True, help_text="Top-1 brand slug; null when abstaining."))
     def get_brand(self, obj: Prediction) -> str | None:
         return obj.brand or None
+
+    @extend_schema_field(
+        serializers.CharField(allow_null=True, help_text="Top named shoe model; null when not sure or abstaining.")
+    )
+    def get_model(self, obj: Prediction) -> str | None:
+        return obj.shoe_model or None
 
     @extend_schema_field(PriceSerializer(allow_null=True))
     def get_price_usd(self, obj: Prediction) -> dict[str, float] | None:

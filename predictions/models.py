@@ -57,10 +57,16 @@ class Prediction(models.Model):
 
     brand = models.CharField(max_length=50, blank=True, help_text="Top-1 brand slug; empty when abstaining.")
     brands = models.JSONField(default=list, blank=True)
+    shoe_model = models.CharField(
+        max_length=255, blank=True, help_text="Top-1 named shoe model; empty when not sure or when abstaining."
+    )
+    shoe_models = models.JSONField(
+        default=list, blank=True, help_text='Top-k named shoe models: [{"name", "brand", "probability"}].'
+    )
     abstain = models.JSONField(
         null=True,
         blank=True,
-        help_text='Why no brand is given: {"reason": "not_footwear" | "low_confidence", "score"}.',
+        help_text='Why no brand is given: {"reason": "not_footwear" | "unknown_brand" | "low_confidence", "score"}.',
     )
     price_estimate_usd = models.DecimalField(max_digits=10, decimal_places=2, null=True, blank=True)
     price_low_usd = models.DecimalField(max_digits=10, decimal_places=2, null=True, blank=True)

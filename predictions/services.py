@@ -23,13 +23,13 @@ from django.db import transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
+from catalog.images import ImageRejected, inspect_image
 from predictions.models import Prediction
 from registry.models import ModelVersion
 from registry.selectors import model_version_get_active
 from sneakers.exceptions import ApplicationError
 from worker import inference
 from worker.ml.errors import ImageError, ModelError
-from worker.ml.images import inspect_image
 
 logger = logging.getLogger(__name__)
 
@@ -63,7 +63,7 @@ def prediction_create(
 
     Raises:
         ApplicationError: ``image_too_large`` (413), ``image_format_unsupported`` (415) or another
-            ``image_*`` code (400) from ``worker.ml.images.inspect_image``.
+            ``image_*`` code (400) from ``catalog.images.inspect_image``.
     """
     if owner is None and not session_key:
         raise ValueError("a prediction needs an owner or a session key")
@@ -78,11 +78,11 @@ def prediction_create(
     data = b""
     try:
         if (upload.size or 0) > max_bytes:
-            raise ImageError("image_too_large", f"The file is {upload.size} bytes; the limit is {max_bytes} bytes.")
+            raise ImageRejected("image_too_large", f"The file is {upload.size} bytes; the limit is {max_bytes} bytes.")
         upload.seek(0)
         data = upload.read(max_bytes + 1)
         info = inspect_image(data, max_bytes=max_bytes, max_pixels=settings.SNEAKERS_UPLOAD_MAX_PIXELS)
-    except ImageError as exc:
+    except ImageRejected as exc:
         _prediction_save_refused(prediction=prediction, data=data if len(data) <= max_bytes else b"", error=exc)
         raise ApplicationError(
             exc.message,
@@ -100,7 +100,7 @@ def prediction_create(
     return prediction
 
 
-def _prediction_save_refused(*, prediction: Prediction, data: bytes, error: ImageError) -> None:
+def _prediction_save_refused(*, prediction: Prediction, data: bytes, error: ImageRejected) -> None:
     """Keep a refused upload as a ``failed`` prediction (with its bytes when there are some)."""
     prediction.status = Prediction.Status.FAILED
     prediction.error_code = error.code
@@ -233,6 +233,8 @@ def prediction_mark_succeeded(
     background_method: str,
     timings_ms: dict[str, float],
     abstain: dict[str, Any] | None = None,
+    shoe_model: str | None = None,
+    shoe_models: Sequence[dict[str, Any]] = (),
 ) -> Prediction:
     """Store a finished result on a ``running`` prediction and mark it ``succeeded``.
 
@@ -242,14 +244,18 @@ def prediction_mark_succeeded(
         similar: ``[{"product_id", "name", "brand", "price_usd", "score"}]``, best first.
         cutout_png: the background-removed image the model looked at, PNG bytes.
         timings_ms: milliseconds per pipeline stage.
-        abstain: ``{"reason": "not_footwear" | "low_confidence", "score": float}`` when the model
-            declines to name a brand (``brand`` stays empty, ``brands`` keeps the guesses), else None.
+        abstain: ``{"reason": "not_footwear" | "unknown_brand" | "low_confidence", "score": float}`` when
+            the model declines to name a brand (``brand`` stays empty, ``brands`` keeps the guesses), else None.
+        shoe_model: the named shoe model when the model head is sure, else None.
+        shoe_models: top-k named models as ``[{"name", "brand", "probability"}]``, best first.
     """
     prediction.status = Prediction.Status.SUCCEEDED
     prediction.model_version = model_version
     prediction.brands = list(brands)
     prediction.abstain = abstain
     prediction.brand = brands[0]["name"] if brands and abstain is None else ""
+    prediction.shoe_model = (shoe_model or "")[:255]
+    prediction.shoe_models = list(shoe_models)
     prediction.price_estimate_usd = _money(price["estimate"]) if price else None
     prediction.price_low_usd = _money(price["low"]) if price else None
     prediction.price_high_usd = _money(price["high"]) if price else None
@@ -320,4 +326,6 @@ def prediction_run(*, prediction_id: str) -> None:
         background_method=outcome.background,
         timings_ms=payload["timings_ms"],
         abstain=payload["abstain"],
+        shoe_model=payload["model"],
+        shoe_models=payload["models"],
     )

@@ -68,9 +68,12 @@ def result_payload(result: Any) -> dict[str, Any]:
 
     Keys: ``brand`` (top-1 slug, or None when the model abstains), ``brands`` (top-3
     ``{"name", "probability"}``, kept as guesses when abstaining), ``abstain`` (``{"reason":
-    "not_footwear" | "low_confidence", "score"}`` or None), ``price_usd`` (``{"estimate", "low",
-    "high"}`` in USD or None), ``similar`` (see ``similar_payload``), ``timings_ms``. Shared by the
-    task (stored on the prediction) and ``manage.py predict``.
+    "not_footwear" | "unknown_brand" | "low_confidence", "score"}`` or None), ``model`` (the top named
+    shoe model, or None when the model head is not sure, when the photo is refused, or when the artifact
+    has no model head), ``models`` (top-k ``{"name", "brand", "probability"}``, kept as candidates when
+    not sure), ``price_usd`` (``{"estimate", "low", "high"}`` in USD or None), ``similar`` (see
+    ``similar_payload``), ``timings_ms``. Shared by the task (stored on the prediction) and
+    ``manage.py predict``.
     """
     brands = [{"name": score.brand, "probability": round(float(score.probability), 4)} for score in result.brands]
     price = None
@@ -79,10 +82,17 @@ def result_payload(result: Any) -> dict[str, Any]:
     abstain = None
     if result.abstain is not None:
         abstain = {"reason": result.abstain.reason, "score": round(float(result.abstain.score), 4)}
+    models = [
+        {"name": score.name, "brand": score.brand, "probability": round(float(score.probability), 4)}
+        for score in result.models
+    ]
+    sure_of_model = models and abstain is None and not result.model_uncertain
     return {
         "brand": brands[0]["name"] if brands and abstain is None else None,
         "brands": brands,
         "abstain": abstain,
+        "model": models[0]["name"] if sure_of_model else None,
+        "models": models,
         "price_usd": price,
         "similar": similar_payload(result.similar),
         "timings_ms": {key: round(float(value), 1) for key, value in result.timings_ms.items()},

@@ -148,3 +148,20 @@ def test_an_abstained_result_has_no_brand_but_keeps_the_guesses(token_client):
     detail = token_client.get(f"/api/v1/predictions/{body['id']}/").json()
     assert detail["brand"] is None and detail["abstain"] == {"reason": "low_confidence", "score": 0.4}
     assert detail["brands"] == [{"name": "nike", "probability": 0.4}]
+
+
+def test_a_result_carries_the_named_model_and_its_candidates(token_client):
+    body = token_client.post("/api/v1/predictions/", {"image": photo()}, format="multipart").json()
+    candidates = [
+        {"name": "Nike Air Jordan 1 High", "brand": "nike", "probability": 0.81},
+        {"name": "Nike Dunk High", "brand": "nike", "probability": 0.1},
+    ]
+    Prediction.objects.filter(id=body["id"]).update(
+        status="succeeded", brand="nike", shoe_model="Nike Air Jordan 1 High", shoe_models=candidates
+    )
+    detail = token_client.get(f"/api/v1/predictions/{body['id']}/").json()
+    assert detail["model"] == "Nike Air Jordan 1 High" and detail["models"] == candidates
+
+    Prediction.objects.filter(id=body["id"]).update(shoe_model="")  # the model head is not sure
+    detail = token_client.get(f"/api/v1/predictions/{body['id']}/").json()
+    assert detail["model"] is None and detail["models"] == candidates

@@ -111,6 +111,7 @@ def test_signup_creates_an_account_and_signs_in():
     [
         ({"reason": "not_footwear", "score": 0.02}, "This doesn't look like a sneaker"),
         ({"reason": "low_confidence", "score": 0.41}, "Not sure which brand this is"),
+        ({"reason": "unknown_brand", "score": -3.2}, "A brand we don't carry"),
     ],
 )
 def test_an_abstention_says_so_plainly_and_still_shows_the_guesses(abstain, heading):
@@ -145,3 +146,31 @@ def test_stored_uploads_are_served_with_safe_content_types_and_nosniff():
     assert bad.image.name.endswith(".bin")  # refused bytes are kept, never under an executable name
     kept = client.get(bad.image.url)
     assert kept["Content-Type"] == "application/octet-stream" and kept["X-Content-Type-Options"] == "nosniff"
+
+
+def test_a_result_names_the_shoe_model_with_brand_display_names_and_shows_candidates_when_not_sure():
+    from catalog.models import Brand
+
+    Brand.objects.create(slug="new-balance", name="New Balance")
+    client = Client()
+    post_photo(client)
+    prediction = Prediction.objects.get()
+    candidates = [
+        {"name": "New Balance 550", "brand": "new-balance", "probability": 0.81},
+        {"name": "New Balance 574", "brand": "new-balance", "probability": 0.12},
+    ]
+    Prediction.objects.filter(id=prediction.id).update(
+        status="succeeded",
+        brand="new-balance",
+        brands=[{"name": "new-balance", "probability": 0.93}],
+        shoe_model="New Balance 550",
+        shoe_models=candidates,
+    )
+    html = client.get(f"/p/{prediction.id}/").content.decode()
+    assert "<h1>New Balance</h1>" in html and '<p class="model-answer">New Balance 550</p>' in html
+    assert "81%" in html and "New Balance 574" in html and "Model: not sure" not in html
+
+    Prediction.objects.filter(id=prediction.id).update(shoe_model="")
+    html = client.get(f"/p/{prediction.id}/").content.decode()
+    assert "Model: not sure" in html and "Candidates" in html and "model-answer" not in html
+    assert "New Balance</strong>" in client.get("/history/").content.decode()  # not sure of the model: brand only

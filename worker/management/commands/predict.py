@@ -10,7 +10,16 @@ from registry.selectors import model_version_get_active
 from worker.inference import result_payload
 from worker.ml.errors import ImageError, ModelError
 
-EMPTY_RESULT = {"brand": None, "brands": None, "abstain": None, "price_usd": None, "similar": None, "timings_ms": None}
+EMPTY_RESULT = {
+    "brand": None,
+    "brands": None,
+    "abstain": None,
+    "model": None,
+    "models": None,
+    "price_usd": None,
+    "similar": None,
+    "timings_ms": None,
+}
 
 
 class Command(BaseCommand):
@@ -53,7 +62,8 @@ class Command(BaseCommand):
                 guesses = f"abstains ({record['abstain']['reason']}); guesses: {guesses}"
             price = record["price_usd"]
             price_text = f" ~${price['estimate']:.0f} ({price['low']:.0f}-{price['high']:.0f})" if price else ""
-            self.stdout.write(f"{record['image']}: {guesses}{price_text}")
+            model_text = f"; model {record['model']}" if record["model"] else ""
+            self.stdout.write(f"{record['image']}: {guesses}{model_text}{price_text}")
 
 
 def _dumps(record: dict) -> str:
