@@ -31,47 +31,72 @@ from worker.ml.artifact import ARTIFACT_FILES
 logger = logging.getLogger(__name__)
 
 
-def _quality_options(*, finetune: bool) -> dict[str, Any]:
-    """``train_model`` arguments beyond the catalog, from settings; parts whose files are absent are left out.
+def _training_data(*, catalog: list[Any]) -> Any:
+    """The photos of a training run: the catalog samples plus, where their folders exist, wild and negatives.
 
     - ``SNEAKERS_WILD_DIR``: real-world and off-catalogue photos (``manifest.csv``; styles from
       ``extras/provenance.csv`` ``eyeballed_style``), split by ``train_model`` into training,
       validation and a held-out part reported on its own.
-    - ``SNEAKERS_IMAGENET_CLASSIFIER_PATH``: enables the ``not_footwear`` rule; the photos of
-      ``SNEAKERS_NEGATIVES_DIR/manifest.csv`` tune and report it.
-    - the pipeline's own background remover (``test_remover``), so thresholds and validation see
-      photos as the prediction pipeline prepares them; fine-tuning (``finetune``) with its caches
-      under ``SNEAKERS_CACHE_DIR/quality``.
-    """
-    from worker.ml.training import TrainingSample
+    - ``SNEAKERS_NEGATIVES_DIR``: photos with no footwear that tune and report the ``not_footwear``
+      rule (only when the ImageNet classifier exists, see ``_training_config``).
 
-    options: dict[str, Any] = {"finetune": finetune, "workdir": Path(settings.SNEAKERS_CACHE_DIR) / "quality"}
-    options["test_remover"] = runtime.remover_get()
-    wild_rows = manifest_rows(Path(settings.SNEAKERS_WILD_DIR))
-    if wild_rows:
-        styles = provenance_styles(Path(settings.SNEAKERS_WILD_DIR))
-        options["wild"] = [
-            TrainingSample(
-                sha256=hashlib.sha256(path.read_bytes()).hexdigest(),
-                brand=row["brand"],
-                group=f"wild/{row['image_path']}",
-                price_usd=None,
-                product_id=None,
-                load=lambda path=path: path.read_bytes(),
-            )
-            for row, path in wild_rows
-            if row.get("brand")
-        ]
-        options["wild_styles"] = [styles.get(row["image_path"], "") for row, _ in wild_rows if row.get("brand")]
+    Returns:
+        ``worker.ml.training.TrainingData``.
+    """
+    from worker.ml.training import TrainingData, TrainingSample
+
+    wild_dir = Path(settings.SNEAKERS_WILD_DIR)
+    wild_rows = [(row, path) for row, path in manifest_rows(wild_dir) if row.get("brand")]
+    styles = provenance_styles(wild_dir)
+    wild = [
+        TrainingSample(
+            sha256=hashlib.sha256(path.read_bytes()).hexdigest(),
+            brand=row["brand"],
+            group=f"wild/{row['image_path']}",
+            price_usd=None,
+            product_id=None,
+            load=lambda path=path: path.read_bytes(),
+        )
+        for row, path in wild_rows
+    ]
+    negative_rows = manifest_rows(Path(settings.SNEAKERS_NEGATIVES_DIR)) if _imagenet_classifier() else []
+    return TrainingData(
+        catalog=catalog,
+        wild=wild,
+        wild_styles=[styles.get(row["image_path"], "") for row, _ in wild_rows] if wild else [],
+        negatives=[lambda path=path: path.read_bytes() for _, path in negative_rows],
+        negative_categories=[row.get("category") or "" for row, _ in negative_rows],
+    )
+
+
+def _imagenet_classifier() -> Path | None:
+    """``SNEAKERS_IMAGENET_CLASSIFIER_PATH`` when the file exists (it enables ``not_footwear``), else None."""
     classifier = Path(settings.SNEAKERS_IMAGENET_CLASSIFIER_PATH)
     if classifier.is_file():
-        options["imagenet_classifier_path"] = classifier
-        negative_rows = manifest_rows(Path(settings.SNEAKERS_NEGATIVES_DIR))
-        options["negatives"] = [lambda path=path: path.read_bytes() for _, path in negative_rows]
-        options["negative_categories"] = [row.get("category") or "" for row, _ in negative_rows]
-    else:
-        logger.warning("no ImageNet classifier at %s: the not_footwear rule stays off", classifier)
-    return options
+        return classifier
+    logger.warning("no ImageNet classifier at %s: the not_footwear rule stays off", classifier)
+    return None
+
+
+def _training_config(*, seed: int | None, flip_augment: bool | None, finetune: bool | None) -> Any:
+    """The ``worker.ml.training.TrainingConfig`` of a run, from the arguments and settings.
+
+    ``SNEAKERS_TRAINING_SEED``, ``SNEAKERS_FINETUNE`` and ``SNEAKERS_MODEL_MIN_PHOTOS`` give the defaults;
+    fine-tuning keeps its caches under ``SNEAKERS_CACHE_DIR/quality``.
+    """
+    from worker.ml.training import TrainingConfig
+
+    options: dict[str, Any] = {}
+    if flip_augment is not None:
+        options["flip_augment"] = flip_augment
+    return TrainingConfig(
+        seed=settings.SNEAKERS_TRAINING_SEED if seed is None else seed,
+        finetune=settings.SNEAKERS_FINETUNE if finetune is None else finetune,
+        model_min_photos=settings.SNEAKERS_MODEL_MIN_PHOTOS,
+        imagenet_classifier_path=_imagenet_classifier(),
+        workdir=Path(settings.SNEAKERS_CACHE_DIR) / "quality",
+        **options,
+    )
 
 
 def model_version_train(
@@ -87,7 +112,7 @@ def model_version_train(
     Split grouped by product (``catalog.selectors.TrainingRow.group``) and near-duplicate photos,
     embeddings cached under ``SNEAKERS_CACHE_DIR/embeddings`` per image hash and backbone, metrics on
     the test split; wild photos, negatives, the ImageNet classifier and fine-tuning (``finetune``,
-    default ``SNEAKERS_FINETUNE``) as ``_quality_options`` describes. The artifact files (a
+    default ``SNEAKERS_FINETUNE``) as ``_training_data`` and ``_training_config`` describe. The artifact files (a
     fine-tuned ``backbone.keras`` included), ``split.json`` and the report plots are written through
     Django storage under ``models/<name>/``.
     The first version ever becomes active; later ones are ``candidate`` until staff activate them.
@@ -97,7 +122,7 @@ def model_version_train(
         ModelError: the backbone weights are missing or corrupt.
     """
     from worker.ml.embeddings import EmbeddingCache
-    from worker.ml.training import TrainingConfig, TrainingData, TrainingSample, train_model
+    from worker.ml.training import TrainingSample, train_model
 
     rows = training_rows()
     if len({row.brand for row in rows}) < 2:
@@ -121,26 +146,21 @@ def model_version_train(
             product_id=row.product_id,
             load=loader(row.storage_name),
             model=row.model,
+            style=row.style,
         )
         for row in rows
     ]
     started = time.monotonic()
-    options: dict[str, Any] = {"seed": settings.SNEAKERS_TRAINING_SEED if seed is None else seed}
-    options.update(_quality_options(finetune=settings.SNEAKERS_FINETUNE if finetune is None else finetune))
-    if flip_augment is not None:
-        options["flip_augment"] = flip_augment
     # No background removal before embedding catalog photos: measured with benchmarks/bench_ml.py
     # (seed 42), removing it on the 329 non-plain catalog photos lowered test top-1 from 0.900 to
-    # 0.893 and real-world top-1 on sneakers_wild from 0.638 to 0.603.
-    data_keys = ("wild", "wild_styles", "negatives", "negative_categories")
-    data = TrainingData(catalog=samples, **{key: options.pop(key) for key in data_keys if key in options})
-    test_remover = options.pop("test_remover", None)
+    # 0.893 and real-world top-1 on sneakers_wild from 0.638 to 0.603. Thresholds and validation see
+    # photos through the pipeline's own background remover (test_remover).
     result = train_model(
-        data,
-        TrainingConfig(**options),
+        _training_data(catalog=samples),
+        _training_config(seed=seed, flip_augment=flip_augment, finetune=finetune),
         backbone=backbone,
         cache=cache,
-        test_remover=test_remover,
+        test_remover=runtime.remover_get(),
         progress=progress,
         log=logger.info,
     )

@@ -173,6 +173,8 @@ SNEAKERS_IMAGENET_CLASSIFIER_PATH = Path(
     )
 )
 SNEAKERS_FINETUNE = env.bool("SNEAKERS_FINETUNE", default=False)
+# Fewest training photos a named shoe model needs to be a class of the model head.
+SNEAKERS_MODEL_MIN_PHOTOS = env.int("SNEAKERS_MODEL_MIN_PHOTOS", default=20)
 SNEAKERS_CACHE_DIR = Path(env.str("SNEAKERS_CACHE_DIR", default=str(VAR_DIR / "cache")))
 SNEAKERS_TRAINING_SEED = env.int("SNEAKERS_TRAINING_SEED", default=42)
 

@@ -105,7 +105,8 @@ def test_predict_command_prints_one_json_line_per_image_and_goes_on_after_a_bad_
     lines = [json.loads(line) for line in capsys.readouterr().out.splitlines() if line.strip()]
     assert [line["image"] for line in lines] == [str(good), str(bad), str(missing)]
     first = lines[0]
-    assert set(first) == {"image", "brand", "brands", "abstain", "price_usd", "similar", "timings_ms", "error"}
+    keys = {"image", "brand", "brands", "abstain", "model", "models", "price_usd", "similar", "timings_ms", "error"}
+    assert set(first) == keys
     assert first["error"] is None and first["brand"] == "redshoe"
     assert len(first["brands"]) == 2 and set(first["brands"][0]) == {"name", "probability"}
     assert set(first["price_usd"]) == {"estimate", "low", "high"}
@@ -186,3 +187,32 @@ def test_evaluate_command_scores_sneakers_and_negatives_and_saves_on_the_version
     call_command("evaluate", str(negatives), "--json", "--no-save")
     report = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert report["n_negatives"] == 1 and "negatives_by_category" in report["abstained"]
+
+
+def test_named_models_get_a_model_head_and_results_carry_model_candidates(settings, tiny_backbone_path):
+    """Products of kind ``model`` become classes of the model head; a blue photo's candidates are blue models."""
+    from catalog.models import Product
+    from predictions.services import prediction_run
+    from registry import runtime
+    from registry.training import model_version_train
+
+    settings.SNEAKERS_BACKBONE_PATH = tiny_backbone_path
+    settings.SNEAKERS_BACKGROUND_METHOD = "none"
+    settings.SNEAKERS_MODEL_MIN_PHOTOS = 1
+    runtime.clear()
+    build_tiny_catalog(products_per_brand=3)
+    Product.objects.update(kind=Product.Kind.MODEL)
+    version = model_version_train(seed=0)
+    upload = SimpleUploadedFile("blue.jpg", shoe_photo(BRAND_COLOURS["blueshoe"], 999, fmt="JPEG"))
+    prediction = prediction_create(upload=upload, channel="web", session_key="s")
+
+    prediction_run(prediction_id=str(prediction.id))
+
+    prediction.refresh_from_db()
+    assert prediction.status == Prediction.Status.SUCCEEDED, prediction.error_message
+    names = set(Product.objects.values_list("name", flat=True))
+    assert prediction.shoe_models and {m["name"] for m in prediction.shoe_models} <= names
+    assert prediction.shoe_models[0]["brand"] == "blueshoe"
+    assert sum(m["probability"] for m in prediction.shoe_models) <= 1.0001
+    assert prediction.shoe_model in ("", prediction.shoe_models[0]["name"])
+    assert "model" in version.metrics
