@@ -8,8 +8,10 @@ The score is pluggable, like background removers (``worker.ml.background.make_re
 similarity indexes (``worker.ml.similarity.INDEX_KINDS``): an ``OpenSetScorer`` is fitted by the
 function registered under its kind in ``OPEN_SET_FITTERS`` and loaded by the class in
 ``OPEN_SET_KINDS``; training picks the kind by ``TrainingConfig.open_set`` and the artifact records it
-(``open_set.npz`` key ``kind``, metadata ``open_set``), so a better score (``worker.ml.openset``, by the
-research work on leave-one-brand-out) replaces the baseline without touching training or the pipeline.
+(``open_set.npz`` key ``kind``, metadata ``open_set``), so a better score replaces the baseline without
+touching training or the pipeline. The rules of ``worker.ml.openset`` (the research work on
+leave-one-brand-out: msp, max-logit, energy, prototype, k-NN, stacked) are available as kinds
+``"openset:<method>"`` (``resolve_kind``).
 
 Baseline (``"energy"``): the negative free energy of the brand head's logits,
 ``score(x) = T * logsumexp(f(x) / T)`` with T = 1 (Liu, Wang, Owens & Li, "Energy-based
@@ -25,6 +27,8 @@ from dataclasses import dataclass
 from typing import Any, Final, Protocol, runtime_checkable
 
 import numpy as np
+
+from worker.ml.heads import BrandHead
 
 DEFAULT_MAX_KNOWN_REJECT: Final = 0.05
 """Share of known-brand validation photos the threshold refuses (issue 9 target: <= 0.05)."""
@@ -97,28 +101,86 @@ class EnergyScorer:
         return cls(float(np.asarray(arrays.get("temperature", 1.0))))
 
 
-def fit_energy(embeddings: np.ndarray, labels: np.ndarray, logits: np.ndarray, **_: Any) -> EnergyScorer:
-    """The energy scorer (nothing is fitted; the signature is that of every ``OPEN_SET_FITTERS`` entry).
-
-    Args:
-        embeddings: ``(N, D) float32`` L2-normalised training embeddings.
-        labels: ``(N,)`` training brands.
-        logits: ``(N, C)`` uncalibrated brand-head logits of those rows.
-    """
+def fit_energy(
+    train_x: np.ndarray,
+    train_y: np.ndarray,
+    val_x: np.ndarray,
+    val_y: np.ndarray,
+    head: BrandHead,
+    **_: Any,
+) -> EnergyScorer:
+    """The energy scorer (nothing is fitted; the signature is that of every ``OPEN_SET_FITTERS`` entry:
+    ``fit(train_x (N, D), train_y (N,), val_x (M, D), val_y (M,), head, *, seed, max_known_reject)``,
+    training and validation rows of known brands only, L2-normalised, ``head`` the calibrated brand head)."""
     return EnergyScorer()
 
 
 OPEN_SET_KINDS: dict[str, type[Any]] = {"energy": EnergyScorer}
 """Registered ``OpenSetScorer`` classes by kind (loaded from ``open_set.npz``)."""
 OPEN_SET_FITTERS: dict[str, Callable[..., OpenSetScorer]] = {"energy": fit_energy}
-"""Fit functions by kind: ``fit(embeddings (N, D), labels (N,), logits (N, C), *, seed) -> OpenSetScorer``,
-called by training on the training rows (catalog train + wild train, un-mirrored)."""
+"""Fit functions by kind (signature in ``fit_energy``), called by training after the brand head is chosen."""
+RESEARCH_PREFIX: Final = "openset:"
+"""Kinds ``"openset:<method>"`` are the rules of ``worker.ml.openset`` (``fit_open_set(method=...)``),
+adapted on first use by ``resolve_kind``."""
 
 
 def register_open_set(kind: str, scorer: type[Any], fit: Callable[..., OpenSetScorer]) -> None:
-    """Register an open-set scorer class and its fit function under ``kind`` (e.g. from ``worker.ml.openset``)."""
+    """Register an open-set scorer class and its fit function under ``kind``."""
     OPEN_SET_KINDS[kind] = scorer
     OPEN_SET_FITTERS[kind] = fit
+
+
+def resolve_kind(kind: str) -> None:
+    """Make sure ``kind`` is registered: ``"openset:<method>"`` kinds are adapted from ``worker.ml.openset``
+    (its ``OpenSetRule`` already has ``score``, ``to_arrays`` and ``from_arrays``).
+
+    Raises:
+        ValueError: an unknown kind, or ``worker.ml.openset`` lacks the method.
+    """
+    if kind in OPEN_SET_KINDS and kind in OPEN_SET_FITTERS:
+        return
+    if not kind.startswith(RESEARCH_PREFIX):
+        raise ValueError(f"unknown open-set kind {kind!r}; registered: {sorted(OPEN_SET_FITTERS)}")
+    from worker.ml import openset
+
+    method = kind[len(RESEARCH_PREFIX) :]
+    if method not in openset.METHODS:
+        raise ValueError(f"worker.ml.openset has no method {method!r}; it has {openset.METHODS}")
+
+    class Adapted:
+        """``worker.ml.openset.OpenSetRule`` seen as an ``OpenSetScorer`` (its own threshold is not used)."""
+
+        def __init__(self, rule: Any) -> None:
+            self.rule = rule
+            self.kind = kind
+
+        def score(self, embeddings: np.ndarray, logits: np.ndarray) -> np.ndarray:
+            return np.asarray(self.rule.score(embeddings, logits), dtype=np.float64)
+
+        def to_arrays(self) -> dict[str, np.ndarray]:
+            return dict(self.rule.to_arrays())
+
+        @classmethod
+        def from_arrays(cls, arrays: Mapping[str, np.ndarray]) -> Adapted:
+            return cls(openset.OpenSetRule.from_arrays(arrays))
+
+    def fit(
+        train_x: np.ndarray,
+        train_y: np.ndarray,
+        val_x: np.ndarray,
+        val_y: np.ndarray,
+        head: BrandHead,
+        *,
+        seed: int = 0,
+        max_known_reject: float = DEFAULT_MAX_KNOWN_REJECT,
+        **_: Any,
+    ) -> Adapted:
+        rule = openset.fit_open_set(
+            train_x, train_y, val_x, val_y, head, method=method, max_known_refused=max_known_reject, seed=seed
+        )
+        return Adapted(rule)
+
+    register_open_set(kind, Adapted, fit)
 
 
 def choose_known_threshold(
@@ -170,11 +232,8 @@ class UnknownBrandRule:
         return np.asarray(self.scorer.score(embeddings, logits), dtype=np.float64).reshape(-1)
 
     def to_arrays(self) -> dict[str, np.ndarray]:
-        """The scorer's arrays plus ``kind`` (unicode) and ``threshold`` (float64)."""
-        arrays = dict(self.scorer.to_arrays())
-        clash = {"kind", "threshold"} & set(arrays)
-        if clash:
-            raise ValueError(f"scorer arrays must not use the names {sorted(clash)}")
+        """The scorer's arrays (names prefixed ``scorer_``) plus ``kind`` (unicode) and ``threshold`` (float64)."""
+        arrays = {f"scorer_{name}": value for name, value in self.scorer.to_arrays().items()}
         arrays["kind"] = np.asarray(self.kind, dtype=np.str_)
         arrays["threshold"] = np.asarray(self.threshold, dtype=np.float64)
         return arrays
@@ -188,6 +247,6 @@ class UnknownBrandRule:
         """
         kind = str(np.asarray(arrays["kind"]))
         if kind not in OPEN_SET_KINDS:
-            raise ValueError(f"unknown open-set scorer {kind!r}; registered: {sorted(OPEN_SET_KINDS)}")
-        state = {k: v for k, v in arrays.items() if k not in {"kind", "threshold"}}
+            resolve_kind(kind)
+        state = {k[len("scorer_") :]: v for k, v in arrays.items() if k.startswith("scorer_")}
         return cls(scorer=OPEN_SET_KINDS[kind].from_arrays(state), threshold=float(np.asarray(arrays["threshold"])))

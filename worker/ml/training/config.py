@@ -43,6 +43,9 @@ class TrainingSample:
         load: returns the image bytes; called only when the embedding is not cached.
         model: the product's display name (e.g. ``"Nike Air Jordan 1 High"``) when it is a named model,
             else None; named models with enough photos become classes of the model head.
+        style: ``"real-world"``, ``"product-shot"`` or ``""`` (unlabelled): the catalog split is
+            stratified by brand and style, so each brand's real-world photos have their share held out
+            for test; test figures are reported per style.
     """
 
     sha256: str
@@ -52,6 +55,7 @@ class TrainingSample:
     product_id: int | None
     load: Callable[[], bytes]
     model: str | None = None
+    style: str = ""
 
 
 @dataclass(frozen=True, eq=False)

@@ -38,7 +38,7 @@ from worker.ml.metrics import classification_metrics, expected_calibration_error
 from worker.ml.training.config import MIN_PRICED_TRAIN, TrainingConfig, TrainingSample
 from worker.ml.training.photos import BACKGROUND_RULES, Embedded
 from worker.ml.training.splits import Split
-from worker.ml.unknown_brand import OPEN_SET_FITTERS, UnknownBrandRule, choose_known_threshold
+from worker.ml.unknown_brand import OPEN_SET_FITTERS, UnknownBrandRule, choose_known_threshold, resolve_kind
 
 
 def val_log_loss(head: BrandHead, vectors: np.ndarray, labels: np.ndarray) -> float:
@@ -396,15 +396,21 @@ def fit_unknown_brand(
         config: ``open_set``, ``open_set_max_known_reject``, ``seed``.
 
     Raises:
-        ValueError: ``config.open_set`` is not a registered kind.
+        ValueError: ``config.open_set`` is not a registered kind (``resolve_kind``).
     """
     if config.open_set is None:
         return UnknownBrandFit(None, {"kind": None, "reason": "open_set is None"})
-    if config.open_set not in OPEN_SET_FITTERS:
-        raise ValueError(f"unknown open-set kind {config.open_set!r}; registered: {sorted(OPEN_SET_FITTERS)}")
+    resolve_kind(config.open_set)
     known_train = np.isin(train_y, head.classes)
+    known_val = np.isin(val_y, head.classes)
     scorer = OPEN_SET_FITTERS[config.open_set](
-        train_x[known_train], train_y[known_train], head.logits(train_x[known_train]), seed=config.seed
+        train_x[known_train],
+        train_y[known_train],
+        val_x[known_val],
+        val_y[known_val],
+        head,
+        seed=config.seed,
+        max_known_reject=config.open_set_max_known_reject,
     )
     known = np.isin(val_y, head.classes)
     report: dict[str, Any] = {"kind": config.open_set, "max_known_reject": config.open_set_max_known_reject}

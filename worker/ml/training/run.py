@@ -271,6 +271,17 @@ def train_model(
 
     # 5. Reports.
     brand_report = {**best.fit.report(), **brand_test_report(head, final_vectors[test], labels[test])}
+    catalog_styles = np.asarray([s.style for s in samples])
+    by_style = {
+        style: brand_test_report(head, final_vectors[rows], labels[rows])
+        for style in sorted(set(catalog_styles[test].tolist()) - {""})
+        if (rows := test[catalog_styles[test] == style]).size
+    }
+    if by_style:
+        brand_report["by_style"] = {
+            style: {k: v for k, v in figures.items() if not k.startswith("reliability")}
+            for style, figures in by_style.items()
+        }
     wild_report = wild_test_report(
         head,
         best.wild,

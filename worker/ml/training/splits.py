@@ -140,7 +140,8 @@ def plan_splits(data: TrainingData, config: TrainingConfig) -> SplitPlan:
 
     Groups are ``sample.group`` merged with near-duplicates (phash and dhash within 2 bits,
     ``worker.ml.dedup``; ``config.dedup=False`` skips it). The catalog is split by ``grouped_split``
-    (``config.val_fraction`` / ``config.test_fraction`` per brand); wild photos by their own groups,
+    (``config.val_fraction`` / ``config.test_fraction`` per brand and ``TrainingSample.style``, so a
+    real-world part of each brand is held out for test, never trained or tuned on); wild photos by their own groups,
     stratified by style (``config.wild_val_fraction`` / ``config.wild_test_fraction``, the test part
     held out, untouched by every choice); negatives 50 / 50 into tuning and held-out halves (seeded).
 
@@ -153,7 +154,8 @@ def plan_splits(data: TrainingData, config: TrainingConfig) -> SplitPlan:
         hashes = [image_hashes(s.load()) for s in (*data.catalog, *data.wild)]
         merged = merge_near_duplicates([*groups, *wild_groups], [[h[0] for h in hashes], [h[1] for h in hashes]])
         groups, wild_groups = merged[: len(data.catalog)], merged[len(data.catalog) :]
-    labels = [s.brand for s in data.catalog]
+    # Stratified by brand and style: every brand's real-world photos have their share on each side.
+    labels = [f"{s.brand}\x1f{s.style}" if s.style else s.brand for s in data.catalog]
     split = grouped_split(
         labels, groups, seed=config.seed, val_fraction=config.val_fraction, test_fraction=config.test_fraction
     )
