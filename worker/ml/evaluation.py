@@ -15,6 +15,14 @@ Definitions:
 Every metric is computed by ``worker.ml.metrics``, the module training uses too.
 - Price MAE (USD) / MAPE (fraction) over sneaker photos with a known price that got a price
   estimate; the baseline predicts the artifact's ``price_baseline`` median of the brand.
+- Named models (photos whose ``model`` is a class of the artifact's model head): ``model_top1`` counts a
+  photo right only when the model is named (brand answered and the model head sure) and is the true
+  one; ``model_top1_raw`` / ``model_top5_raw`` look at the first / first five candidates whatever the
+  abstain rules say; ``model_top1_answered`` is the accuracy on the photos whose model was named.
+- Unknown brands (sneaker photos whose brand is not a class of the brand head, e.g. a brand left out
+  of training): ``unknown_brand_refused`` is the share refused as ``unknown_brand``,
+  ``unknown_brand_refused_any`` the share refused for any reason; ``known_refused_unknown_brand`` is
+  the share of known-brand photos wrongly refused as ``unknown_brand``.
 """
 
 from __future__ import annotations
@@ -34,6 +42,7 @@ from worker.ml.metrics import (
     per_class_precision_recall,
     regression_errors,
 )
+from worker.ml.results import ABSTAIN_REASONS
 
 if TYPE_CHECKING:
     from worker.ml.pipeline import Pipeline, PipelineResult
@@ -50,6 +59,8 @@ class EvalItem:
         price_usd: true list price in USD, or None.
         style: a label to report figures separately (e.g. ``"real-world"``, ``"product-shot"``).
         name: an identifier for error messages.
+        model: the true named model (a product display name, e.g. ``"Nike Air Jordan 1 High"``), or None.
+        source: the set the photo comes from (e.g. ``"sneaker_models"``); figures are also reported per source.
     """
 
     load: Callable[[], bytes]
@@ -58,6 +69,8 @@ class EvalItem:
     price_usd: float | None = None
     style: str | None = None
     name: str = ""
+    model: str | None = None
+    source: str | None = None
 
 
 def _full_distribution(result: PipelineResult, classes: Sequence[str]) -> np.ndarray:
@@ -74,7 +87,33 @@ def _full_distribution(result: PipelineResult, classes: Sequence[str]) -> np.nda
     return proba
 
 
-def _summary(rows: list[dict[str, Any]], classes: Sequence[str], baseline: dict[str, Any] | None) -> dict[str, Any]:
+def _share(flags: Sequence[bool]) -> float | None:
+    """Share of True in ``flags``, or None when there are none."""
+    return float(np.mean(flags)) if len(flags) else None
+
+
+def _model_summary(rows: list[dict[str, Any]], model_classes: Sequence[str]) -> dict[str, Any]:
+    """Named-model figures over sneaker rows whose true model is a model-head class (module docstring)."""
+    scored = [r for r in rows if r["model"] is not None and r["model"] in model_classes]
+    out: dict[str, Any] = {"model_n": len(scored)}
+    if not scored:
+        return {**out, "model_top1": None, "model_top1_raw": None, "model_top5_raw": None, "model_top1_answered": None}
+    first = np.array([bool(r["model_guesses"]) and r["model_guesses"][0] == r["model"] for r in scored])
+    named = np.array([r["abstain"] is None and not r["model_uncertain"] for r in scored])
+    out["model_top1"] = float(np.mean(first & named))
+    out["model_top1_raw"] = float(first.mean())
+    out["model_top5_raw"] = float(np.mean([r["model"] in r["model_guesses"][:5] for r in scored]))
+    out["model_top1_answered"] = float(first[named].mean()) if named.any() else None
+    out["model_named"] = float(named.mean())
+    return out
+
+
+def _summary(
+    rows: list[dict[str, Any]],
+    classes: Sequence[str],
+    baseline: dict[str, Any] | None,
+    model_classes: Sequence[str] = (),
+) -> dict[str, Any]:
     """Figures over evaluated rows (see the module docstring)."""
     sneakers = [r for r in rows if r["brand"] is not None]
     negatives = [r for r in rows if r["brand"] is None]
@@ -104,6 +143,11 @@ def _summary(rows: list[dict[str, Any]], classes: Sequence[str], baseline: dict[
         out.update(top1=None, top3=None, top1_raw=None, top3_raw=None, top1_answered=None, answered=None)
         out.update(log_loss=None, ece=None, per_brand={}, confusion={"labels": list(classes), "matrix": []})
     out["unknown_brand"] = len(sneakers) - len(known)
+    unknown = [r for r in sneakers if r["brand"] not in classes]
+    out["unknown_brand_refused"] = _share([r["abstain"] == "unknown_brand" for r in unknown])
+    out["unknown_brand_refused_any"] = _share([r["abstain"] is not None for r in unknown])
+    out["known_refused_unknown_brand"] = _share([r["abstain"] == "unknown_brand" for r in known])
+    out.update(_model_summary(sneakers, model_classes))
     priced = [r for r in sneakers if r["price_true"] is not None and r["price_pred"] is not None]
     if priced:
         truth_p = np.array([r["price_true"] for r in priced])
@@ -124,9 +168,7 @@ def _summary(rows: list[dict[str, Any]], classes: Sequence[str], baseline: dict[
     if sneakers:
         reasons = Counter(r["abstain"] for r in sneakers if r["abstain"] is not None)
         abstained["sneakers"] = float(sum(reasons.values()) / len(sneakers))
-        abstained["sneakers_by_reason"] = {
-            reason: reasons[reason] / len(sneakers) for reason in ("not_footwear", "low_confidence")
-        }
+        abstained["sneakers_by_reason"] = {reason: reasons[reason] / len(sneakers) for reason in ABSTAIN_REASONS}
     if negatives:
         rejected = [r["abstain"] is not None for r in negatives]
         abstained["negatives"] = float(np.mean(rejected))
@@ -158,7 +200,10 @@ def evaluate(
         "support"}}, "confusion": {"labels", "matrix"}, "price_n", "price_mae", "price_mape",
         "price_baseline_mae", "price_baseline_mape", "abstained": {"sneakers", "sneakers_by_reason",
         "negatives", "negatives_not_footwear", "negatives_by_category"}, "unknown_brand",
-        "background": {method: count}, "median_ms": {stage: ms}, "by_style": {style: {same figures}}}``.
+        "unknown_brand_refused", "unknown_brand_refused_any", "known_refused_unknown_brand", "model_n",
+        "model_top1", "model_top1_raw", "model_top5_raw", "model_top1_answered", "model_named",
+        "background": {method: count}, "median_ms": {stage: ms}, "by_style": {style: {same figures}},
+        "by_source": {source: {same figures}}}``.
         ``top1`` / ``top3`` count abstained sneakers as wrong; ``top1_answered`` is accuracy on the
         answered ones; ``top1_raw`` ignores abstention. Undecodable items count in ``errors`` only.
 
@@ -166,6 +211,8 @@ def evaluate(
         Exception: whatever a loader raises (other than ``ImageError``) passes through.
     """
     classes = list(pipeline.artifact.brand_head.classes)
+    model_head = pipeline.artifact.model_head
+    model_classes = [str(name) for name in model_head.classes] if model_head is not None else []
     baseline = pipeline.artifact.metadata.get("price_baseline")
     rows: list[dict[str, Any]] = []
     errors = 0
@@ -173,7 +220,7 @@ def evaluate(
     timings: dict[str, list[float]] = defaultdict(list)
     for done, item in enumerate(items, start=1):
         try:
-            result = pipeline.predict(item.load())
+            result = pipeline.predict(item.load(), top_k=5)
         except ImageError:
             errors += 1
             if progress is not None:
@@ -187,6 +234,10 @@ def evaluate(
                 "brand": item.brand,
                 "category": item.category,
                 "style": item.style,
+                "source": item.source,
+                "model": item.model,
+                "model_guesses": [m.name for m in result.models],
+                "model_uncertain": result.model_uncertain,
                 "guesses": [g.brand for g in result.brands],
                 "top_probability": result.brands[0].probability if result.brands else 0.0,
                 "proba": _full_distribution(result, classes),
@@ -197,10 +248,16 @@ def evaluate(
         )
         if progress is not None:
             progress(done, len(items))
-    report = _summary(rows, classes, baseline)
+    report = _summary(rows, classes, baseline, model_classes)
     report["errors"] = errors
     report["background"] = dict(methods)
     report["median_ms"] = {stage: float(np.median(v)) for stage, v in timings.items()}
     styles = sorted({r["style"] for r in rows if r["style"] is not None})
-    report["by_style"] = {s: _summary([r for r in rows if r["style"] == s], classes, baseline) for s in styles}
+    report["by_style"] = {
+        s: _summary([r for r in rows if r["style"] == s], classes, baseline, model_classes) for s in styles
+    }
+    sources = sorted({r["source"] for r in rows if r["source"] is not None})
+    report["by_source"] = {
+        s: _summary([r for r in rows if r["source"] == s], classes, baseline, model_classes) for s in sources
+    }
     return report

@@ -210,3 +210,26 @@ def test_catalog_split_holds_out_real_world_photos_of_each_brand(tiny_backbone):
         held = [samples[i] for i in plan.catalog.test if samples[i].brand == brand]
         assert any(s.style == "real-world" for s in held) and any(s.style == "product-shot" for s in held)
     assert l2_normalise(np.ones((1, 2))).shape == (1, 2)
+
+
+def test_evaluate_reports_model_figures_and_unknown_brand_refusals(with_models, tiny_backbone):
+    from worker.ml.evaluation import EvalItem, evaluate
+
+    def item(brand, shape, seed, **extra):
+        colour = COLOURS.get(brand, (230, 210, 20))
+        data = to_bytes(draw_shoe(colour, seed=seed, shape=shape, size=(96, 64)), "PNG")
+        return EvalItem(load=lambda: data, brand=brand, model=f"{brand} {shape}", source="made", **extra)
+
+    items = [item(b, s, 700 + i) for i, (b, s) in enumerate((b, s) for b in COLOURS for s in SHAPES)]
+    items.append(item("yellowco", "box", 800))  # a brand the model does not know
+    artifact = replace(with_models.artifact, unknown_brand=None)
+    report = evaluate(Pipeline(artifact, tiny_backbone, None), items)
+    json.dumps(report, allow_nan=False)
+    assert report["model_n"] == 6 and 0.0 <= report["model_top1"] <= report["model_top1_raw"] <= 1.0
+    assert report["model_top1_raw"] <= report["model_top5_raw"] <= 1.0
+    assert report["unknown_brand"] == 1 and report["unknown_brand_refused"] == 0.0
+    assert set(report["by_source"]) == {"made"}
+    strict = replace(artifact, unknown_brand=UnknownBrandRule(EnergyScorer(), threshold=1e9))
+    refused = evaluate(Pipeline(strict, tiny_backbone, None), items)
+    assert refused["unknown_brand_refused"] == 1.0 and refused["known_refused_unknown_brand"] == 1.0
+    assert refused["abstained"]["sneakers_by_reason"]["unknown_brand"] == 1.0 and refused["model_top1"] == 0.0
