@@ -71,14 +71,19 @@ class ModelArtifact:
         index: catalog image embeddings and product ids for similarity search (a ``SimilarityIndex``
             of the kind named by metadata ``similarity_index``, ``"numpy"`` when absent).
         footwear: the ImageNet footwear detector of the ``not_footwear`` abstain rule, or None.
-        metadata: JSON-serialisable dict; keys written by ``train_model``: ``classes``,
-            ``backbone_fingerprint``, ``embedding_dim``, ``created_at`` (ISO 8601 UTC), ``seed``,
-            ``preprocessing``, ``background``, ``brand_C``, ``temperature``, ``price_alpha``,
-            ``variant`` (``"head-only"`` | ``"fine-tuned"``), ``abstain``
-            (``{"footwear_threshold": float | None, "confidence_threshold": float, ...}``),
-            ``price_baseline`` (``{"per_brand": {brand: USD}, "global": USD}``, medians of training
-            prices), ``background_rule`` (``"skip-plain"`` | ``"always"`` | ``"never"``) and, when
-            fine-tuned, ``finetuned_backbone_fingerprint``.
+        metadata: JSON-serialisable dict; keys written by ``train_model``: ``classes``, ``backbone``
+            (``BackboneSpec.to_metadata()``: ``input_size``, ``offset``, ``scale``, ``taps``,
+            ``weights_fingerprint``, ``fill``; older artifacts have ``backbone_input_size`` /
+            ``backbone_taps`` or neither, read by ``BackboneSpec.from_metadata``), ``backbone_fingerprint``,
+            ``backbone_input_size``, ``backbone_taps``, ``embedding_dim``, ``created_at`` (ISO 8601 UTC),
+            ``seed``, ``preprocessing``, ``background``, ``background_rule`` (``"skip-plain"`` |
+            ``"always"`` | ``"never"``), ``flip_augment``, ``class_weight``, ``brand_C``, ``temperature``,
+            ``price_alpha``, ``price_baseline`` (``{"per_brand": {brand: USD}, "global": USD}``, medians of
+            training prices), ``variant`` (``"head-only"`` | ``"fine-tuned"``), ``similarity_index`` (index
+            kind, ``"numpy"``), ``abstain`` (``{"footwear_threshold", "confidence_threshold"[,
+            "unknown_brand_threshold"]}``), ``counts``; with a model head ``model_head`` (``{"classes",
+            "threshold", "temperature", "min_photos"}``); with an open-set rule ``open_set`` (``{"kind",
+            "threshold"}``); when fine-tuned ``finetuned_backbone_fingerprint`` and ``finetune``.
             ``Pipeline`` requires ``backbone_fingerprint`` and ``embedding_dim``.
         footwear: ImageNet footwear detector, or None (then ``not_footwear`` is never returned).
         backbone_keras: bytes of the fine-tuned backbone ``.keras`` file, or None (head-only).
