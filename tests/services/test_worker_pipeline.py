@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 
 import pytest
@@ -189,7 +191,7 @@ def test_evaluate_command_scores_sneakers_and_negatives_and_saves_on_the_version
     assert report["n_negatives"] == 1 and "negatives_by_category" in report["abstained"]
 
 
-def test_named_models_get_a_model_head_and_results_carry_model_candidates(settings, tiny_backbone_path):
+def test_named_models_get_a_model_head_and_results_carry_model_candidates(settings, tiny_backbone_path, tmp_path):
     """Products of kind ``model`` become classes of the model head; a blue photo's candidates are blue models."""
     from catalog.models import Product
     from predictions.services import prediction_run
@@ -216,3 +218,29 @@ def test_named_models_get_a_model_head_and_results_carry_model_candidates(settin
     assert sum(m["probability"] for m in prediction.shoe_models) <= 1.0001
     assert prediction.shoe_model in ("", prediction.shoe_models[0]["name"])
     assert "model" in version.metrics
+
+    # evaluate over two folders: named-model figures, unknown-brand refusal and one block per source set.
+    products = list(Product.objects.filter(brand__slug="blueshoe"))
+    folders = {}
+    for name, rows in {
+        "models_set": [(f"m{i}.png", "blueshoe", products[i % len(products)].name, 30 + i) for i in range(4)],
+        "other_brand": [(f"g{i}.png", "greenshoe", "", 60 + i) for i in range(3)],
+    }.items():
+        folder = tmp_path / name
+        (folder / "images").mkdir(parents=True, exist_ok=True)
+        with (folder / "manifest.csv").open("w", newline="") as handle:
+            writer = csv.writer(handle)
+            writer.writerow(["image_path", "brand", "product_name"])
+            for file_name, brand, model_name, seed in rows:
+                colour = BRAND_COLOURS.get(brand, (30, 170, 60))
+                (folder / "images" / file_name).write_bytes(shoe_photo(colour, 7000 + seed))
+                writer.writerow([f"images/{file_name}", brand, model_name])
+        folders[name] = folder
+    out = io.StringIO()
+    call_command("evaluate", str(folders["models_set"]), str(folders["other_brand"]), "--json", "--no-save", stdout=out)
+    report = json.loads(out.getvalue().strip().splitlines()[-1])
+    assert report["n"] == 7 and report["unknown_brand"] == 3 and report["model_n"] == 4
+    assert 0 <= report["model_top1"] <= report["model_top1_raw"] <= report["model_top5_raw"] <= 1
+    assert report["unknown_brand_refused"] is not None and report["known_refused_unknown_brand"] is not None
+    assert set(report["by_source"]) == {"models_set", "other_brand"}
+    assert report["by_source"]["other_brand"]["model_n"] == 0 and report["by_source"]["models_set"]["model_n"] == 4

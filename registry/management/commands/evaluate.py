@@ -1,11 +1,14 @@
-"""``manage.py evaluate DIR [--model VERSION] [--split SIDE] [--json]``: score a model on a manifest folder.
+"""``manage.py evaluate DIR [DIR ...] [--model VERSION] [--split SIDE] [--json]``: score a model on manifest folders.
 
 Runs exactly the worker's prediction pipeline (``worker.ml.evaluation.evaluate``). A manifest with a
 ``brand`` column is scored as sneakers; one without (``category`` instead, like
 ``../shared/datasets/negatives/``) as photos that must be rejected. ``DIR/extras/provenance.csv`` with
-an ``eyeballed_style`` column adds figures per style (real-world / product-shot). The figures are
-printed and saved on the model version (``metrics["evaluations"][<folder name>]``, or
-``<folder name>:<side>`` with ``--split``), where admin shows them.
+an ``eyeballed_style`` column adds figures per style (real-world / product-shot); each folder's photos
+are also reported as a source set (``by_source``), and a ``product_name`` that is a class of the
+version's model head is scored as the photo's named model (model top-1 / top-5). Photos of brands
+the version does not know measure the ``unknown_brand`` refusal. The figures are printed and saved on
+the model version (``metrics["evaluations"][<folder names joined by +>]``, with ``:<side>`` for
+``--split``), where admin shows them.
 
 ``--split test`` keeps only the photos the version held out when it was trained (its ``split.json``,
 matched by SHA-256 of the file): catalog test side, held-out wild photos, held-out negatives.
@@ -32,7 +35,23 @@ from registry.selectors import model_version_get_active
 from worker.ml.errors import ModelError
 from worker.ml.evaluation import EvalItem, evaluate
 
-SUMMARY_KEYS = ("top1", "top3", "log_loss", "ece", "price_mae", "price_mape", "price_baseline_mae")
+SUMMARY_KEYS = (
+    "top1",
+    "top1_raw",
+    "top1_answered",
+    "top3",
+    "log_loss",
+    "ece",
+    "model_top1",
+    "model_top1_raw",
+    "model_top5_raw",
+    "model_top1_answered",
+    "unknown_brand_refused",
+    "known_refused_unknown_brand",
+    "price_mae",
+    "price_mape",
+    "price_baseline_mae",
+)
 SPLIT_SIDES = ("train", "val", "test")
 """Values of ``--split``."""
 NEGATIVE_SIDES = {"val": "tune", "test": "holdout"}
@@ -105,6 +124,8 @@ def read_items(directory: Path) -> list[Any]:
             price_usd=price(row.get("price_usd")),
             style=styles.get(row["image_path"]) or None,
             name=row["image_path"],
+            model=(row.get("product_name") or "").strip() or None,
+            source=directory.resolve().name,
         )
         for row in rows
     ]
@@ -114,7 +135,7 @@ class Command(BaseCommand):
     help = "Evaluate a model version on DIR/manifest.csv through the prediction pipeline."
 
     def add_arguments(self, parser: CommandParser) -> None:
-        parser.add_argument("directory", type=Path)
+        parser.add_argument("directories", nargs="+", type=Path, help="Folders holding manifest.csv.")
         parser.add_argument("--model", default=None, help="Model version name (default: the active one).")
         parser.add_argument("--json", action="store_true", help="Print one JSON object.")
         parser.add_argument("--no-save", action="store_true", help="Do not store the figures on the version.")
@@ -126,38 +147,52 @@ class Command(BaseCommand):
         )
 
     def handle(
-        self, *args, directory: Path, model: str | None, json: bool, no_save: bool, split: str | None, **options
+        self,
+        *args,
+        directories: list[Path],
+        model: str | None,
+        json: bool,
+        no_save: bool,
+        split: str | None,
+        **options,
     ) -> None:
         version = ModelVersion.objects.filter(name=model).first() if model else model_version_get_active()
         if version is None:
             raise CommandError(f"no model version {model!r}" if model else "no model version is active")
-        items = read_items(directory)
+        items = [item for directory in directories for item in read_items(directory)]
         if split is not None:
             items = keep_side(items, split_hashes(read_split(version), split))
             if not items:
-                raise CommandError(f"no photo of {directory} is on the {split} side of {version.name}")
+                raise CommandError(f"no photo of {', '.join(map(str, directories))} is on the {split} side")
         try:
             pipeline = runtime.pipeline_get(version)
         except ModelError as exc:
             raise CommandError(str(exc)) from exc
         report = evaluate(pipeline, items, progress=self._progress if not json else None)
-        report = {"model": version.name, "dataset": str(directory), "split": split, **report}
+        dataset = ", ".join(str(directory) for directory in directories)
+        report = {"model": version.name, "dataset": dataset, "split": split, **report}
         if not no_save:
             evaluations = dict(version.metrics.get("evaluations", {}))
-            key = directory.resolve().name + (f":{split}" if split else "")
+            key = "+".join(directory.resolve().name for directory in directories) + (f":{split}" if split else "")
             evaluations[key] = report
             version.metrics = {**version.metrics, "evaluations": evaluations}
             version.save(update_fields=["metrics"])
         if json:
             self.stdout.write(_dumps(report))
             return
-        self.stdout.write(f"model {version.name} on {directory} ({report['n']} photos, {report['errors']} unreadable)")
+        self.stdout.write(f"model {version.name} on {dataset} ({report['n']} photos, {report['errors']} unreadable)")
         for key in SUMMARY_KEYS:
             if report.get(key) is not None:
                 self.stdout.write(f"  {key:20s} {report[key]:.4f}")
         self.stdout.write(f"  abstained            {_dumps(report['abstained'])}")
-        for style, figures in report.get("by_style", {}).items():
-            self.stdout.write(f"  [{style}] top1 {figures.get('top1')} top3 {figures.get('top3')} n {figures.get('n')}")
+        for group in ("by_style", "by_source"):
+            for name, figures in report.get(group, {}).items():
+                line = " ".join(
+                    f"{key} {figures[key]:.3f}"
+                    for key in ("top1", "top1_raw", "model_top1")
+                    if figures.get(key) is not None
+                )
+                self.stdout.write(f"  [{name}] n {figures.get('n')} {line}")
 
     def _progress(self, done: int, total: int) -> None:
         if done == total or done % 100 == 0:
