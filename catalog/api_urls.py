@@ -1,4 +1,4 @@
-"""Routes of the catalog read API, mounted under ``/api/v1/``."""
+"""Routes of the catalog read API, mounted under ``/api/v1/`` (site pages: ``catalog.urls``)."""
 
 from rest_framework.routers import DefaultRouter
 

@@ -23,6 +23,20 @@ class Brand(models.Model):
         return self.name
 
 
+KNOWN_PRICE_SOURCES = {
+    # ../shared/datasets/sneakers/SOURCES.md, section 1: saved footlocker.com listing pages, March 2018.
+    "luoken/Shoe-detector": "Foot Locker list price, early 2018 (many items were on sale then)",
+}
+"""Price words per ``Product.source`` repository, for rows imported from the shared sets."""
+
+
+class PriceKind(models.TextChoices):
+    """What kind of price a product's ``price_usd`` is."""
+
+    LIST = "list", "list price"
+    RETAIL = "retail", "retail price"
+
+
 class Product(models.Model):
     """A shoe in the catalog with its price in USD.
 
@@ -36,6 +50,14 @@ class Product(models.Model):
         LISTING = "listing", "shop listing"
         MODEL = "model", "shoe model"
 
+    # The price words of the two shared sets, as their SOURCES.md files describe them
+    # (../shared/datasets/sneakers/SOURCES.md section 1, ../shared/datasets/sneaker_models/SOURCES.md "Price").
+    DEFAULT_PRICE_SOURCE = {
+        Kind.LISTING: "Retailer's list (regular) price on the shop listing",
+        Kind.MODEL: "Typical US retail price of the model, from a 2023 resale-market snapshot; "
+        "not the price of this colourway",
+    }
+
     brand = models.ForeignKey(Brand, on_delete=models.PROTECT, related_name="products")
     name = models.CharField(max_length=255)
     style_code = models.CharField(max_length=64, blank=True)
@@ -44,6 +66,16 @@ class Product(models.Model):
     source = models.CharField(max_length=255, blank=True, help_text="Where the row came from (feed or repository).")
     kind = models.CharField(max_length=16, choices=Kind.choices, default=Kind.LISTING)
     is_listed = models.BooleanField(default=True, help_text="Shown to shoppers and used as a similarity match.")
+    link = models.URLField(max_length=1000, blank=True, help_text="The shop's page of this product (from a feed).")
+    price_kind = models.CharField(
+        max_length=16,
+        choices=PriceKind.choices,
+        blank=True,
+        help_text="What kind of price price_usd is; blank: the default of the product's kind (see price_kind_shown).",
+    )
+    price_source = models.CharField(
+        max_length=255, blank=True, help_text="Where the price comes from, in words shoppers read; blank: by kind."
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -68,6 +100,24 @@ class Product(models.Model):
 
     def __str__(self) -> str:
         return self.name
+
+    @property
+    def price_kind_shown(self) -> str:
+        """``PriceKind`` of ``price_usd``: the stored one, else ``list`` for listings and ``retail`` for models."""
+        if self.price_kind:
+            return self.price_kind
+        return PriceKind.RETAIL if self.kind == self.Kind.MODEL else PriceKind.LIST
+
+    @property
+    def price_kind_label(self) -> str:
+        """``"list price"`` or ``"retail price"``."""
+        return PriceKind(self.price_kind_shown).label
+
+    @property
+    def price_source_shown(self) -> str:
+        """Where the price comes from: the stored words, else those of a known source repository, else the
+        default of the product's kind."""
+        return self.price_source or KNOWN_PRICE_SOURCES.get(self.source) or self.DEFAULT_PRICE_SOURCE.get(self.kind, "")
 
 
 def product_image_upload_to(instance: "ProductImage", filename: str) -> str:

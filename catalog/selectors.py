@@ -98,3 +98,59 @@ def brand_slugs_with_images() -> set[str]:
 def brand_display_names() -> dict[str, str]:
     """``slug -> display name`` of every brand (a few dozen rows at most)."""
     return dict(Brand.objects.values_list("slug", "name"))
+
+
+def product_get_listed(*, product_id: int) -> Product:
+    """One listed product with its brand and images (ordered by id), for its page.
+
+    Raises:
+        Product.DoesNotExist: no listed product has this id.
+    """
+    return product_list().get(id=product_id)
+
+
+def product_list_more_like(*, product: Product, limit: int = 8) -> list[Product]:
+    """Listed products like ``product``, for its page's "more like this": same brand, same kind first, then
+    the closest in price (USD; unpriced last), one per product family (brand and name, so no title repeats,
+    and never the product's own family), with images.
+
+    A cheap catalog rule, not visual similarity: image embeddings live in the worker's artifact, which the
+    web process does not load.
+    """
+    candidates = (
+        product_list()
+        .filter(brand=product.brand)
+        .exclude(name__iexact=product.name)
+        .exclude(images__isnull=True)
+        .distinct()
+    )
+    price = product.price_usd
+
+    def closeness(other: Product) -> tuple:
+        same_kind = 0 if other.kind == product.kind else 1
+        if price is None or other.price_usd is None:
+            gap = Decimal("Infinity") if other.price_usd is None else Decimal(0)
+        else:
+            gap = abs(other.price_usd - price)
+        return (same_kind, gap, other.name.casefold(), other.id)
+
+    chosen: list[Product] = []
+    seen: set[str] = set()
+    for other in sorted(candidates[:500], key=closeness):
+        family = other.name.casefold()
+        if family in seen:
+            continue
+        seen.add(family)
+        chosen.append(other)
+        if len(chosen) >= limit:
+            break
+    return chosen
+
+
+def product_list_models() -> QuerySet[Product]:
+    """Listed named shoe models (``kind=model``) with their brand, by brand and name (for pick lists)."""
+    return (
+        Product.objects.filter(is_listed=True, kind=Product.Kind.MODEL)
+        .select_related("brand")
+        .order_by("brand__name", "name", "id")
+    )

@@ -24,13 +24,14 @@ def media_view(request: HttpRequest, path: str):
 api_v1 = (
     [
         path("", include("predictions.api_urls")),
-        path("", include("catalog.urls")),
+        path("", include("catalog.api_urls")),
     ],
     "api",
 )
 
 urlpatterns = [
     path("", include("predictions.urls")),
+    path("", include("catalog.urls")),
     path("accounts/", include("accounts.urls")),
     path("admin/", admin.site.urls),
     path("api/v1/", include(api_v1)),

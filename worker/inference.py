@@ -16,6 +16,12 @@ from registry import runtime
 from registry.models import ModelVersion
 from worker.ml.results import SimilarItem
 
+SIMILAR_SHOWN = 5
+"""Similar products in a result: one per product family (brand and name), best first."""
+SIMILAR_CANDIDATES = 30
+"""Neighbours asked of the similarity index per photo, so that ``SIMILAR_SHOWN`` distinct families remain after
+``similar_payload`` drops repeats (173 brand-and-name pairs of the shared listings repeat across editions)."""
+
 
 @dataclass(frozen=True)
 class InferenceOutcome:
@@ -34,21 +40,28 @@ def inference_run(*, model_version: ModelVersion, data: bytes) -> InferenceOutco
         ImageError: the bytes are not a usable photo (code ``image_*``).
         ModelError: the version's weights or artifact files are missing or corrupt.
     """
-    result = runtime.pipeline_get(model_version).predict(data)
+    result = runtime.pipeline_get(model_version).predict(data, similar_k=SIMILAR_CANDIDATES)
     return InferenceOutcome(payload=result_payload(result), cutout_png=result.cutout_png, background=result.background)
 
 
-def similar_payload(items: Sequence[SimilarItem]) -> list[dict[str, Any]]:
+def similar_payload(items: Sequence[SimilarItem], *, limit: int = SIMILAR_SHOWN) -> list[dict[str, Any]]:
     """Catalog details for similarity hits: ``[{"product_id", "name", "brand", "price_usd", "score", "image_url"}]``.
 
-    Hits whose product was deleted or unlisted since training are dropped; order is kept.
+    One hit per product family: a hit whose (brand, name) already appeared above it (another edition of
+    the same title, at another price) is dropped, so a title never repeats; at most ``limit`` hits. Hits
+    whose product was deleted or unlisted since training are dropped; order is kept.
     """
     products = product_get_many(ids=[item.product_id for item in items])
     payload = []
+    families: set[tuple[int, str]] = set()
     for item in items:
         product = products.get(item.product_id)
         if product is None:
             continue
+        family = (product.brand_id, product.name.casefold())
+        if family in families:
+            continue
+        families.add(family)
         images = list(product.images.all())
         payload.append(
             {
@@ -60,6 +73,8 @@ def similar_payload(items: Sequence[SimilarItem]) -> list[dict[str, Any]]:
                 "image_url": images[0].image.url if images else None,
             }
         )
+        if len(payload) >= limit:
+            break
     return payload
 
 

@@ -7,7 +7,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from registry import runtime
 from registry.selectors import model_version_get_active
-from worker.inference import result_payload
+from worker.inference import SIMILAR_CANDIDATES, result_payload
 from worker.ml.errors import ImageError, ModelError
 
 EMPTY_RESULT = {
@@ -44,7 +44,7 @@ class Command(BaseCommand):
             record = {"image": str(path), **EMPTY_RESULT, "error": None}
             try:
                 data = path.read_bytes()
-                record.update(result_payload(pipeline.predict(data)))
+                record.update(result_payload(pipeline.predict(data, similar_k=SIMILAR_CANDIDATES)))
             except ImageError as exc:
                 record["error"] = {"code": exc.code, "message": exc.message}
             except OSError as exc:
