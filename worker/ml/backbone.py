@@ -354,11 +354,6 @@ class Backbone:
         ``worker.ml.finetune``)."""
         return self._model
 
-    @property
-    def config(self) -> dict[str, Any]:
-        """``{"input_size": int, "taps": [[name, weight], ...]}``, as stored in artifact metadata."""
-        return {"input_size": self.input_size, "taps": [[name, weight] for name, weight in self.taps]}
-
 
 def l2_normalise(vectors: np.ndarray) -> np.ndarray:
     """Divide each row of an ``(N, D)`` array by its Euclidean norm; zero rows stay zero.

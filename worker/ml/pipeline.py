@@ -43,8 +43,9 @@ class PipelineResult:
             square padding.
         background: how the background was handled: ``"u2netp"``, ``"grabcut"``, ``"none"``,
             ``"skipped"`` (plain background) or ``"<method>-rejected"`` (degenerate mask).
-        timings_ms: wall-clock milliseconds per stage: ``decode``, ``background`` (including PNG
-            encoding of the cut-out), ``embed`` (square pad + backbone), ``heads``, ``search``, ``total``.
+        timings_ms: wall-clock milliseconds per stage: ``decode``, ``background`` (``prepare_photo``:
+            background rule and square pad, plus PNG encoding of the cut-out), ``embed`` (backbone),
+            ``heads`` (brand, model, price heads and abstain rules), ``search``, ``total``.
         abstain: why no brand should be named (``not_footwear``: the ImageNet footwear probability is
             below the artifact's ``abstain.footwear_threshold``; ``unknown_brand``: the open-set score
             of the artifact's ``unknown_brand`` rule is below its threshold, a shoe of a brand the
