@@ -1,4 +1,5 @@
-"""Upload decoding speed of ``worker.ml.images`` on made images (printed, never asserted).
+"""Speed of upload validation (``catalog.images``) and decoding (``worker.ml.images``) on made images (printed,
+never asserted).
 
 Run from the repository root::
 
@@ -8,9 +9,10 @@ Prints the median wall time, in milliseconds over ``--repeat`` runs (default 5),
 ``load_rgb`` on a 48 MP (8000 x 6000) JPEG, quality 80 (JPEG draft mode decodes it at 1/8 and 1/4 scale);
 ``inspect_image`` on a 64 MP (8000 x 8000) RGBA PNG written at zlib level 1 (its pixel data inflated in
 1 MiB pieces, not decoded by Pillow); and both header-only refusals of a 100,000 x 100,000 PNG bomb. The
-tests in ``tests/unit/ml/test_ml_images.py`` check what these figures rest on (decode size, memory, no
-decode of a bomb) without timing anything. Measured here (2 CPU cores, shared): JPEG 17 ms inspect, 76 ms
-to 1024 px, 24 ms to 256 px; PNG check 100 ms; bomb refusals under 0.1 ms.
+tests in ``tests/unit/test_upload_images.py`` and ``tests/unit/ml/test_ml_images.py`` check what these
+figures rest on (decode size, memory, no decode of a bomb) without timing anything. Measured here (2 CPU
+cores, shared): JPEG 17 ms inspect, 76 ms to 1024 px, 24 ms to 256 px; PNG check 100 ms; bomb refusals
+under 0.1 ms.
 """
 
 from __future__ import annotations
@@ -31,8 +33,9 @@ from PIL import Image
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from worker.ml.errors import ImageError  # noqa: E402  (after the path set-up)
-from worker.ml.images import inspect_image, load_rgb  # noqa: E402
+from catalog.images import ImageRejected, inspect_image  # noqa: E402  (after the path set-up)
+from worker.ml.errors import ImageError  # noqa: E402
+from worker.ml.images import load_rgb  # noqa: E402
 
 
 def encode(image: Image.Image, fmt: str, **options) -> bytes:
@@ -55,14 +58,15 @@ def png_bomb(width: int, height: int) -> bytes:
 def median_ms(call: Callable[[], object], repeat: int) -> float:
     """Median wall time of ``call()`` in milliseconds over ``repeat`` runs (``time.perf_counter``).
 
-    An ``ImageError`` raised by ``call`` counts as a normal outcome (a refusal is what is being timed).
+    An ``ImageRejected`` or ``ImageError`` raised by ``call`` counts as a normal outcome (a refusal is what
+    is being timed).
     """
     times = []
     for _ in range(repeat):
         started = time.perf_counter()
         try:
             call()
-        except ImageError:
+        except (ImageRejected, ImageError):
             pass
         times.append((time.perf_counter() - started) * 1000)
     return statistics.median(times)

@@ -20,9 +20,8 @@ from django.db import transaction
 from django.utils.text import slugify
 
 from catalog.datasets import provenance_styles
+from catalog.images import ImageRejected, inspect_image
 from catalog.models import Brand, Product, ProductImage
-from worker.ml.errors import ImageError
-from worker.ml.images import inspect_image
 
 MANIFEST_COLUMNS = ("image_path", "brand", "product_name", "price_usd")
 MAX_PRICE_USD = Decimal("100000")
@@ -114,8 +113,8 @@ def catalog_import_manifest(
             for line, row in rows[start : start + batch_size]:
                 try:
                     _import_row(row=row, root=root, kind=kind, styles=styles, known_shas=known_shas, report=report)
-                except (ValueError, OSError, ImageError) as exc:
-                    message = exc.message if isinstance(exc, ImageError) else str(exc)
+                except (ValueError, OSError, ImageRejected) as exc:
+                    message = exc.message if isinstance(exc, ImageRejected) else str(exc)
                     report.errors.append((line, message))
         if progress:
             progress(min(start + batch_size, len(rows)), len(rows))
@@ -146,7 +145,7 @@ def _import_row(
     if sha256 in known_shas:
         report.images_unchanged += 1
         return
-    info = inspect_image(data)  # raises ImageError for undecodable or unsupported files
+    info = inspect_image(data)  # raises ImageRejected for undecodable or unsupported files
 
     brand, created = brand_get_or_create(slug=brand_slug)
     report.brands_created += int(created)

@@ -1,23 +1,27 @@
-"""Decode, validate, orient, convert and resize uploaded images (Pillow + NumPy only).
+"""Decode, orient, convert and resize photos for the pipeline (Pillow + NumPy only).
 
-The web process imports this module to validate uploads (``inspect_image``), so it must never import
-TensorFlow, onnxruntime or OpenCV. The worker uses ``load_rgb`` and friends to turn bytes into the
-``(H, W, 3) uint8`` RGB arrays the rest of ``worker.ml`` works on.
+``load_rgb`` turns image bytes into the ``(H, W, 3) uint8`` RGB arrays the rest of ``worker.ml`` works
+on; the other functions work on such arrays. No TensorFlow, onnxruntime or OpenCV here.
 
-Every function that takes bytes raises only ``ImageError`` for bad bytes: Pillow's many exception
-types (``UnidentifiedImageError``, ``OSError`` on truncated data, ``SyntaxError``, ``ValueError``,
-``Image.DecompressionBombError``, ...) are mapped to an ``ImageError`` code.
+Upload validation (which files the service accepts: size, format, pixel count, minimum side, complete
+data) is not here: it is ``catalog.images.inspect_image``, run before a photo is stored, so that the web
+process never imports ``worker.ml`` and ``worker.ml`` never imports an app. ``load_rgb`` decodes photos
+that passed it, so it does not repeat those checks: it keeps only what a decoder needs for its own
+safety whatever its input (training data, the ``predict`` command, evaluation manifests): a byte bound,
+and a pixel bound read from the header before any pixel is decoded, so a decompression bomb is never
+inflated in a worker. Pillow's many exception types on bad bytes (``UnidentifiedImageError``,
+``OSError`` on truncated data, ``SyntaxError``, ``ValueError``, ``Image.DecompressionBombError``, ...)
+are mapped to ``worker.ml.errors.ImageError``.
 
 Sources: Pillow reference (https://pillow.readthedocs.io): ``Image.open`` reads only the header;
-``Image.draft`` lets the JPEG decoder scale by 1/2, 1/4 or 1/8 while decoding; ``Image.verify`` checks
-PNG chunk CRCs; ``ImageOps.exif_transpose`` applies the EXIF Orientation tag (tag 0x0112, EXIF 2.32
-section 4.6.4); ``Image.resize(..., reducing_gap=...)`` reduces by an integer factor before resampling.
+``Image.draft`` lets the JPEG decoder scale by 1/2, 1/4 or 1/8 while decoding (JPEG and MPO files; a
+no-op for other formats); ``ImageOps.exif_transpose`` applies the EXIF Orientation tag (tag 0x0112, EXIF
+2.32 section 4.6.4); ``Image.resize(..., reducing_gap=...)`` reduces by an integer factor before resampling.
 """
 
 from __future__ import annotations
 
 import io
-import zlib
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Final
@@ -25,36 +29,14 @@ from typing import Final
 import numpy as np
 from PIL import Image, ImageOps
 
-from worker.ml.errors import (
-    IMAGE_EMPTY,
-    IMAGE_FORMAT_UNSUPPORTED,
-    IMAGE_TOO_LARGE,
-    IMAGE_TOO_MANY_PIXELS,
-    IMAGE_TOO_SMALL,
-    IMAGE_UNREADABLE,
-    ImageError,
-)
-from worker.ml.results import ImageInfo
-
-ALLOWED_FORMATS: Final = ("JPEG", "PNG", "WEBP")
-"""Pillow format names accepted for uploads."""
-
-FORMAT_ALIASES: Final = {"MPO": "JPEG"}
-"""Pillow format names that are one of ``ALLOWED_FORMATS`` in disguise. Pillow opens a JPEG that carries
-a CIPA DC-007 Multi-Picture Format index with more than one image as ``"MPO"``: phone photos with an HDR
-gain map (Android Ultra HDR, iPhone HDR) or a depth map are such files. They are plain JPEG files whose
-first image is the photo; ``inspect_image`` reports them as ``"JPEG"`` and ``load_rgb`` decodes that
-first image."""
+from worker.ml.errors import IMAGE_TOO_LARGE, IMAGE_TOO_MANY_PIXELS, IMAGE_UNREADABLE, ImageError
 
 DEFAULT_MAX_BYTES: Final = 25 * 1024 * 1024
-"""Largest upload in bytes (25 MiB): room for 20 MB phone photos."""
+"""Default byte bound of ``load_rgb`` (25 MiB, the default upload limit; the pipeline passes the configured one)."""
 
 DEFAULT_MAX_PIXELS: Final = 64_000_000
-"""Largest width x height in pixels: accepts 50 MP phone photos (8160 x 6120 = 49.9 MP), refuses
-decompression bombs. Below Pillow's own ``Image.MAX_IMAGE_PIXELS`` warning level (89.5 MP)."""
-
-MIN_SIDE: Final = 16
-"""Smallest accepted width and height, in pixels."""
+"""Default pixel bound of ``load_rgb`` (64 MP, the default upload limit: room for 50 MP phone photos, below
+Pillow's own ``Image.MAX_IMAGE_PIXELS`` warning level of 89.5 MP)."""
 
 DEFAULT_MAX_SIDE: Final = 1024
 """Longest side, in pixels, of the arrays ``load_rgb`` returns by default."""
@@ -94,197 +76,18 @@ def _decode_errors() -> Iterator[None]:
     except Image.DecompressionBombError as exc:
         raise ImageError(IMAGE_TOO_MANY_PIXELS, f"The image has too many pixels ({exc}).") from exc
     except Exception as exc:  # broad on purpose: see docstring
-        raise ImageError(
-            IMAGE_UNREADABLE,
-            _UNREADABLE_MESSAGE,
-        ) from exc
-
-
-def _open_checked(data: bytes, *, max_bytes: int, max_pixels: int) -> Image.Image:
-    """Check size, header, format, pixel count and minimum side; return the opened, not loaded image.
-
-    Raises:
-        ImageError: ``image_empty``, ``image_too_large``, ``image_unreadable``,
-            ``image_format_unsupported``, ``image_too_many_pixels`` or ``image_too_small``.
-    """
-    if not data:
-        raise ImageError(IMAGE_EMPTY, "The file is empty.")
-    if len(data) > max_bytes:
-        raise ImageError(IMAGE_TOO_LARGE, f"The file has {len(data)} bytes; the limit is {max_bytes} bytes.")
-    with _decode_errors():
-        image = Image.open(io.BytesIO(data))
-        fmt = _format_name(image)
-        width, height = image.size
-    if fmt not in ALLOWED_FORMATS:
-        raise ImageError(
-            IMAGE_FORMAT_UNSUPPORTED,
-            f"Images in {fmt or 'this'} format are not accepted; send JPEG, PNG or WebP.",
-        )
-    if width * height > max_pixels:
-        raise ImageError(
-            IMAGE_TOO_MANY_PIXELS,
-            f"The image has {width} x {height} pixels; the limit is {max_pixels} pixels.",
-        )
-    if min(width, height) < MIN_SIDE:
-        raise ImageError(
-            IMAGE_TOO_SMALL,
-            f"The image is {width} x {height} pixels; each side must be at least {MIN_SIDE} pixels.",
-        )
-    return image
-
-
-def _format_name(image: Image.Image) -> str | None:
-    """Pillow's format name of an opened image, with ``FORMAT_ALIASES`` applied (``"MPO"`` -> ``"JPEG"``)."""
-    fmt = image.format
-    return FORMAT_ALIASES.get(fmt, fmt) if fmt is not None else None
+        raise ImageError(IMAGE_UNREADABLE, _UNREADABLE_MESSAGE) from exc
 
 
 def _draft_jpeg(image: Image.Image, max_side: int) -> None:
-    """Ask the JPEG decoder to scale by 1/2, 1/4 or 1/8 while keeping the longest side >= max_side."""
+    """Ask the JPEG decoder to scale by 1/2, 1/4 or 1/8 while keeping the longest side >= max_side.
+
+    ``Image.draft`` acts on JPEG and MPO (multi-picture JPEG) files and does nothing for other formats.
+    """
     width, height = image.size
     scale = max_side / max(width, height)
-    if _format_name(image) == "JPEG" and scale < 0.5:
+    if scale < 0.5:
         image.draft(image.mode, (max(1, int(width * scale + 1)), max(1, int(height * scale + 1))))
-
-
-def inspect_image(
-    data: bytes,
-    *,
-    max_bytes: int = DEFAULT_MAX_BYTES,
-    max_pixels: int = DEFAULT_MAX_PIXELS,
-) -> ImageInfo:
-    """Validate upload bytes cheaply, without a full-resolution decode (for the web process).
-
-    Checks, in order: not empty; at most ``max_bytes`` bytes; Pillow can read the header; the format is
-    one of ``ALLOWED_FORMATS``; width x height at most ``max_pixels``; both sides at least ``MIN_SIDE``
-    pixels; the data is complete (PNG: ``Image.verify`` checks every chunk's CRC, then
-    ``_check_png_pixel_data`` inflates the image data in bounded pieces, without keeping it, and checks
-    its length and row filter bytes; JPEG: a decode at 1/8 scale via ``Image.draft``; WebP: a full
-    decode). Animated images are fine (the first frame is what ``load_rgb`` uses). A multi-picture JPEG
-    (Pillow's ``"MPO"``, e.g. a phone photo with an HDR gain map) is reported as ``"JPEG"``.
-
-    Args:
-        data: the uploaded file's bytes.
-        max_bytes: size limit in bytes.
-        max_pixels: limit on width x height, in pixels (decompression-bomb guard).
-
-    Returns:
-        ``ImageInfo`` with the Pillow format name and the stored width and height in pixels.
-
-    Raises:
-        ImageError: with code ``image_empty``, ``image_too_large``, ``image_unreadable``,
-            ``image_format_unsupported``, ``image_too_many_pixels`` or ``image_too_small``.
-    """
-    image = _open_checked(data, max_bytes=max_bytes, max_pixels=max_pixels)
-    info = ImageInfo(format=str(_format_name(image)), width=image.size[0], height=image.size[1])
-    with _decode_errors():
-        if info.format == "PNG":
-            image.verify()
-            _check_png_pixel_data(data)
-        else:
-            if info.format == "JPEG":
-                _draft_jpeg(image, 1)
-            image.load()
-    return info
-
-
-# PNG specification (W3C, 3rd edition), section 7 (image data: one filter-type byte, 0-4, before each
-# scanline), 8.2 (Adam7 passes: first column and row, column and row steps) and 11.2.1 (IHDR: bit depth,
-# colour type -> samples per pixel).
-_PNG_SIGNATURE: Final = b"\x89PNG\r\n\x1a\n"
-_PNG_SAMPLES: Final = {0: 1, 2: 3, 3: 1, 4: 2, 6: 4}
-_ADAM7: Final = ((0, 0, 8, 8), (4, 0, 8, 8), (0, 4, 4, 8), (2, 0, 4, 4), (0, 2, 2, 4), (1, 0, 2, 2), (0, 1, 1, 2))
-_INFLATE_PIECE: Final = 1 << 20
-"""Bytes of decompressed PNG image data held at once by ``_check_png_pixel_data``."""
-
-
-def _png_scanlines(width: int, height: int, bits_per_pixel: int, interlaced: bool) -> list[tuple[int, int]]:
-    """``(bytes per scanline including the filter byte, number of scanlines)`` for each pass."""
-    passes = _ADAM7 if interlaced else ((0, 0, 1, 1),)
-    lines = []
-    for x0, y0, dx, dy in passes:
-        pass_width = (width - x0 + dx - 1) // dx if width > x0 else 0
-        pass_height = (height - y0 + dy - 1) // dy if height > y0 else 0
-        if pass_width and pass_height:
-            lines.append((1 + (pass_width * bits_per_pixel + 7) // 8, pass_height))
-    return lines
-
-
-def _check_png_pixel_data(data: bytes) -> None:
-    """Check that a PNG's IDAT stream inflates to exactly the scanlines IHDR announces, with valid filters.
-
-    ``Image.verify`` checks chunk CRCs but does not inflate the image data, so a PNG whose IDAT holds a
-    corrupt or short zlib stream (with correct CRCs) would pass it and fail only in the worker. This
-    inflates the stream in pieces of at most ``_INFLATE_PIECE`` bytes, keeping none of it, so memory stays
-    small whatever the image size (time is that of zlib: 0.2 s for a 64 MP RGBA PNG here). Data beyond the
-    announced scanlines is ignored, as decoders do. Call it after ``Image.verify`` (chunks well formed).
-
-    Raises:
-        ImageError: ``image_unreadable`` when the stream is corrupt or short, or a filter byte is not 0-4.
-    """
-    unreadable = ImageError(IMAGE_UNREADABLE, _UNREADABLE_MESSAGE)
-    view = memoryview(data)
-    if bytes(view[:8]) != _PNG_SIGNATURE or len(data) < 33 or bytes(view[12:16]) != b"IHDR":
-        raise unreadable
-    width, height = int.from_bytes(view[16:20], "big"), int.from_bytes(view[20:24], "big")
-    bit_depth, colour_type, interlace = view[24], view[25], view[28]
-    if colour_type not in _PNG_SAMPLES or interlace not in (0, 1):
-        raise unreadable
-    lines = _png_scanlines(width, height, _PNG_SAMPLES[colour_type] * bit_depth, interlace == 1)
-    # Offsets of every scanline's filter byte in the inflated stream, pass after pass, as ranges.
-    starts: list[tuple[int, int, int]] = []  # (first offset, stride, count)
-    offset = 0
-    for stride, count in lines:
-        starts.append((offset, stride, count))
-        offset += stride * count
-    expected = offset
-
-    inflater = zlib.decompressobj()
-    produced = 0
-    position = 8
-    while position + 8 <= len(data) and produced < expected:
-        length = int.from_bytes(view[position : position + 4], "big")
-        kind = bytes(view[position + 4 : position + 8])
-        payload = view[position + 8 : position + 8 + length]
-        position += 12 + length
-        if kind == b"IEND":
-            break
-        if kind != b"IDAT":
-            continue
-        pending = bytes(payload)
-        while pending and produced < expected:
-            try:
-                piece = inflater.decompress(pending, min(_INFLATE_PIECE, expected - produced))
-            except zlib.error as exc:
-                raise unreadable from exc
-            _check_filter_bytes(piece, produced, starts)
-            produced += len(piece)
-            if inflater.eof or not piece:
-                break
-            pending = inflater.unconsumed_tail
-        if inflater.eof:
-            break
-    if produced < expected:
-        raise unreadable
-
-
-def _check_filter_bytes(piece: bytes, base: int, starts: list[tuple[int, int, int]]) -> None:
-    """Raise ``image_unreadable`` when a scanline filter byte inside ``piece`` (at stream offset ``base``) exceeds 4."""
-    if not piece:
-        return
-    end = base + len(piece)
-    values = np.frombuffer(piece, dtype=np.uint8)
-    for first, stride, count in starts:
-        last = first + stride * (count - 1)
-        if last < base or first >= end:
-            continue
-        k0 = max(0, -(-(base - first) // stride))
-        k1 = min(count - 1, (end - 1 - first) // stride)
-        if k1 < k0:
-            continue
-        offsets = first + stride * np.arange(k0, k1 + 1, dtype=np.int64) - base
-        if np.any(values[offsets] > 4):
-            raise ImageError(IMAGE_UNREADABLE, _UNREADABLE_MESSAGE)
 
 
 def load_rgb(
@@ -296,35 +99,44 @@ def load_rgb(
 ) -> np.ndarray:
     """Decode image bytes to an upright RGB array whose longest side is at most ``max_side``.
 
-    Steps: the checks of ``inspect_image`` (size, header, format, pixel count, minimum side; for PNG the
-    length and filter bytes of the inflated image data, since Pillow itself decodes a PNG whose data
-    stops early by leaving the missing rows black; chunk CRCs are not checked here); JPEG
+    Meant for photos that passed upload validation (``catalog.images.inspect_image``; see the module
+    docstring): it does not check formats, minimum sizes or data completeness again. Steps: the byte
+    bound; the header read by Pillow and the pixel bound (width x height, before any decode); JPEG
     decoded with ``Image.draft`` so that large photos are scaled down by the decoder; the first frame of
-    an animated image; EXIF orientation applied (``ImageOps.exif_transpose``; malformed EXIF is ignored);
-    conversion to RGB: transparency (RGBA, LA, PA, palette or colour-key ``transparency``) composited
-    onto white, CMYK / YCbCr / L / 1 / P converted by Pillow, 16-bit greyscale scaled to 8 bits by
-    ``round(v / 257)`` (so 65535 -> 255; not clipped), 32-bit ``I`` / float ``F`` taken as 8-bit when
-    all values lie in [0, 255], as 16-bit when in [0, 65535], else min-max scaled; finally resized
-    with Lanczos (after an integer ``reduce``) so that the longest side is at most ``max_side``.
+    an animated or multi-picture image; EXIF orientation applied (``ImageOps.exif_transpose``; malformed
+    EXIF is ignored); conversion to RGB: transparency (RGBA, LA, PA, palette or colour-key
+    ``transparency``) composited onto white, CMYK / YCbCr / L / 1 / P converted by Pillow, 16-bit
+    greyscale scaled to 8 bits by ``round(v / 257)`` (so 65535 -> 255; not clipped), 32-bit ``I`` /
+    float ``F`` taken as 8-bit when all values lie in [0, 255], as 16-bit when in [0, 65535], else
+    min-max scaled; finally resized with Lanczos (after an integer ``reduce``) so that the longest side
+    is at most ``max_side``.
 
     Args:
-        data: image file bytes (JPEG, PNG or WebP).
-        max_bytes: size limit in bytes.
-        max_pixels: limit on stored width x height, in pixels.
-        max_side: longest side of the result, in pixels (>= ``MIN_SIDE``).
+        data: image file bytes (JPEG, PNG or WebP; other formats Pillow reads decode too).
+        max_bytes: byte bound.
+        max_pixels: bound on stored width x height, in pixels (decompression-bomb guard).
+        max_side: longest side of the result, in pixels (>= 1).
 
     Returns:
         ``(H, W, 3) uint8`` RGB array, C-contiguous and writeable, ``max(H, W) <= max_side``.
 
     Raises:
-        ImageError: as ``inspect_image``; truncated or corrupt data gives ``image_unreadable``.
-        ValueError: ``max_side`` below ``MIN_SIDE``.
+        ImageError: ``image_too_large`` (over ``max_bytes``), ``image_too_many_pixels`` (over
+            ``max_pixels``, or Pillow's own bomb guard), ``image_unreadable`` (empty, not an image,
+            truncated or corrupt: whatever Pillow cannot decode).
+        ValueError: ``max_side`` below 1.
     """
-    if max_side < MIN_SIDE:
-        raise ValueError(f"max_side must be at least {MIN_SIDE}, got {max_side}")
-    image = _open_checked(data, max_bytes=max_bytes, max_pixels=max_pixels)
-    if _format_name(image) == "PNG":
-        _check_png_pixel_data(data)  # Pillow fills missing PNG rows with black instead of failing
+    if max_side < 1:
+        raise ValueError(f"max_side must be at least 1, got {max_side}")
+    if len(data) > max_bytes:
+        raise ImageError(IMAGE_TOO_LARGE, f"The file has {len(data)} bytes; the limit is {max_bytes} bytes.")
+    with _decode_errors():
+        image = Image.open(io.BytesIO(data))
+        width, height = image.size
+    if width * height > max_pixels:
+        raise ImageError(
+            IMAGE_TOO_MANY_PIXELS, f"The image has {width} x {height} pixels; the limit is {max_pixels} pixels."
+        )
     with _decode_errors():
         _draft_jpeg(image, max_side)
         image.load()

@@ -61,21 +61,6 @@ class SimilarItem:
     score: float
 
 
-@dataclass(frozen=True, slots=True)
-class ImageInfo:
-    """What ``worker.ml.images.inspect_image`` learnt about an upload.
-
-    Attributes:
-        format: Pillow format name, one of ``"JPEG"``, ``"PNG"``, ``"WEBP"``.
-        width: width in pixels as stored (before EXIF orientation).
-        height: height in pixels as stored (before EXIF orientation).
-    """
-
-    format: str
-    width: int
-    height: int
-
-
 ABSTAIN_REASONS = ("not_footwear", "unknown_brand", "low_confidence")
 """Values of ``Abstain.reason``."""
 
