@@ -11,3 +11,11 @@ class PredictionsConfig(AppConfig):
 
     default_auto_field = "django.db.models.BigAutoField"
     name = "predictions"
+
+    def ready(self) -> None:
+        """Connect the login receiver that moves a visitor's earlier uploads to their account."""
+        from django.contrib.auth.signals import user_logged_in
+
+        from predictions.receivers import claim_uploads_on_login
+
+        user_logged_in.connect(claim_uploads_on_login, dispatch_uid="predictions.claim_uploads_on_login")

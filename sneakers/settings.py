@@ -110,6 +110,10 @@ AUTH_PASSWORD_VALIDATORS = [
 LOGIN_URL = "accounts:login"
 LOGIN_REDIRECT_URL = "predictions:upload"
 LOGOUT_REDIRECT_URL = "predictions:upload"
+# Account emails (password reset) through Django's email backend: EMAIL_URL as django-environ reads it,
+# e.g. smtp+tls://user:password@smtp.example.com:587; the default prints each email on the console.
+vars().update(env.email_url("EMAIL_URL", default="consolemail://"))
+DEFAULT_FROM_EMAIL = env("DEFAULT_FROM_EMAIL", default="Sneakers <no-reply@localhost>")
 
 LANGUAGE_CODE = "en-us"
 TIME_ZONE = "UTC"

@@ -209,23 +209,26 @@ def test_ids_are_random_uuids_and_other_id_shapes_are_not_routes(callers):
     assert_api_error(bad.get(f"{API_URL}{callers['T1'].own}/"), 401, "authentication_failed")
 
 
-def test_uploads_made_before_login_are_not_readable_by_that_users_token_or_account():
+def test_uploads_made_before_login_move_to_that_account_and_no_one_else_reads_them():
     user = _user("shopper2")
     token = APIClient()
     token.credentials(HTTP_AUTHORIZATION=f"Token {partner_token_get_or_create(user=user).key}")
-    browser = Client()
+    browser, stranger = Client(), Client()
     before_login = _site_upload(browser)
     prediction = Prediction.objects.get(id=before_login)
     assert prediction.owner is None and prediction.session_key
 
     assert browser.get(f"/p/{before_login}/").status_code == 200  # the anonymous session reads it
-    assert_api_error(token.get(f"{API_URL}{before_login}/"), 404, "not_found")
+    assert stranger.get(f"/p/{before_login}/").status_code == 404
+    assert_api_error(token.get(f"{API_URL}{before_login}/"), 404, "not_found")  # not the account's yet
     assert before_login not in {item["id"] for item in token.get(API_URL).json()["results"]}
 
-    browser.force_login(user)  # the same browser signs in (Django cycles the session key)
-    assert browser.get(f"/p/{before_login}/").status_code == 404
-    assert before_login not in browser.get("/history/").content.decode()
-    assert_api_error(token.get(f"{API_URL}{before_login}/"), 404, "not_found")
+    browser.force_login(user)  # the same browser signs in (Django cycles the session key): the upload moves
+    assert Prediction.objects.get(id=before_login).owner == user
+    assert browser.get(f"/p/{before_login}/").status_code == 200
+    assert before_login in browser.get("/history/").content.decode()
+    assert _expect_detail(token, before_login) is None
+    assert stranger.get(f"/p/{before_login}/").status_code == 404
     after_login = _site_upload(browser)
     assert Prediction.objects.get(id=after_login).owner == user
     assert _expect_detail(token, after_login) is None  # what the account uploads after login, its token reads
