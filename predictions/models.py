@@ -107,3 +107,40 @@ class Prediction(models.Model):
     def is_terminal(self) -> bool:
         """True once the job has ``succeeded`` or ``failed``."""
         return self.status in self.TERMINAL
+
+
+class Feedback(models.Model):
+    """A shopper's correction of a result: "wrong brand" or "wrong model", with the right one picked.
+
+    ``brand`` is the brand the shopper says is right (always set); ``product`` the right named shoe model
+    (a ``model`` product) for a "wrong model" correction. Staff review corrections in admin and may add
+    the photo to the catalog (``catalog_image``) as a training photo of that brand and model.
+    """
+
+    class Kind(models.TextChoices):
+        WRONG_BRAND = "wrong_brand", "wrong brand"
+        WRONG_MODEL = "wrong_model", "wrong model"
+
+    class Status(models.TextChoices):
+        NEW = "new", "new"
+        ADDED = "added", "added to the catalog"
+        DISMISSED = "dismissed", "dismissed"
+
+    prediction = models.ForeignKey(Prediction, on_delete=models.CASCADE, related_name="feedback")
+    kind = models.CharField(max_length=16, choices=Kind.choices)
+    brand = models.ForeignKey("catalog.Brand", on_delete=models.PROTECT, related_name="+")
+    product = models.ForeignKey("catalog.Product", on_delete=models.SET_NULL, null=True, blank=True, related_name="+")
+    note = models.CharField(max_length=500, blank=True)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.NEW, db_index=True)
+    catalog_image = models.ForeignKey(
+        "catalog.ProductImage", on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+    reviewed_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        verbose_name_plural = "feedback"
+
+    def __str__(self) -> str:
+        return f"{self.get_kind_display()} on {self.prediction_id}"

@@ -24,7 +24,8 @@ from django.db.models import F, Q
 from django.utils import timezone
 
 from catalog.images import ImageRejected, inspect_image
-from predictions.models import Prediction
+from catalog.models import Brand, Product, ProductImage
+from predictions.models import Feedback, Prediction
 from registry.models import ModelVersion
 from registry.selectors import model_version_get_active
 from sneakers.exceptions import ApplicationError
@@ -329,3 +330,107 @@ def prediction_run(*, prediction_id: str) -> None:
         shoe_model=payload["model"],
         shoe_models=payload["models"],
     )
+
+
+VISITOR_SESSION_KEY = "visitor"
+"""Session entry holding the session key under which an anonymous visitor's uploads are stored. Django
+changes the session key at login (``cycle_key``) but keeps the session's data, so this is how the uploads
+are found again (``prediction_claim_session``)."""
+
+
+def prediction_claim_session(*, user: AbstractBaseUser, session_key: str | None) -> int:
+    """Move an anonymous session's predictions to ``user`` (after sign-up or login in the same browser).
+
+    Returns the number of predictions moved; 0 without a session key. Feedback stays with its prediction.
+    """
+    if not session_key or not user.is_authenticated:
+        return 0
+    return Prediction.objects.filter(owner__isnull=True, session_key=session_key).update(owner=user, session_key="")
+
+
+FEEDBACK_NOTE_MAX = 500
+
+
+@transaction.atomic
+def feedback_create(
+    *, prediction: Prediction, kind: str, brand_slug: str, product_id: Any = None, note: str = ""
+) -> Feedback:
+    """Store a shopper's correction of a succeeded result: "wrong brand" or "wrong model" with the right one.
+
+    Args:
+        kind: ``Feedback.Kind`` value.
+        brand_slug: the right brand (a catalog brand slug).
+        product_id: the right named model (id of a listed ``model`` product of that brand); required for
+            ``wrong_model``, optional for ``wrong_brand``.
+        note: free text, cut to 500 characters.
+
+    Raises:
+        ApplicationError: ``feedback_invalid`` (400) when the result has not succeeded, the kind is unknown,
+            the brand does not exist, or the model is missing, unknown or of another brand.
+    """
+    if prediction.status != Prediction.Status.SUCCEEDED:
+        raise ApplicationError("Only a finished result can be corrected.", code="feedback_invalid")
+    if kind not in Feedback.Kind.values:
+        raise ApplicationError("Say whether the brand or the model is wrong.", code="feedback_invalid")
+    brand = Brand.objects.filter(slug=brand_slug).first()
+    if brand is None:
+        raise ApplicationError("Pick the right brand from the list.", code="feedback_invalid")
+    product = None
+    if product_id not in (None, ""):
+        product = Product.objects.filter(
+            id=int(product_id) if str(product_id).isdigit() else -1, kind=Product.Kind.MODEL, is_listed=True
+        ).first()
+        if product is None or product.brand_id != brand.id:
+            raise ApplicationError("Pick a model of the brand you chose.", code="feedback_invalid")
+    if kind == Feedback.Kind.WRONG_MODEL and product is None:
+        raise ApplicationError("Pick the right model from the list.", code="feedback_invalid")
+    return Feedback.objects.create(
+        prediction=prediction, kind=kind, brand=brand, product=product, note=note.strip()[:FEEDBACK_NOTE_MAX]
+    )
+
+
+@transaction.atomic
+def feedback_add_to_catalog(*, feedback: Feedback) -> ProductImage:
+    """Add a corrected photo to the catalog as a training photo of the chosen brand (and model), for the next
+    training; mark the feedback ``added``.
+
+    The image is the shopper's original upload, stored like every catalog image (named by its SHA-256);
+    its ``style`` stays blank (nobody labelled it), ``source_repo`` is ``feedback`` and ``source_path``
+    names the prediction. A photo already in the catalog (same SHA-256) is linked, not copied.
+
+    Raises:
+        ApplicationError: ``feedback_no_photo`` (400) when the upload's file is gone or not an image.
+    """
+    prediction = feedback.prediction
+    try:
+        with prediction.image.open("rb") as handle:
+            data = handle.read()
+        info = inspect_image(data)
+    except (FileNotFoundError, ValueError, ImageRejected) as exc:
+        raise ApplicationError("The photo of this correction is no longer usable.", code="feedback_no_photo") from exc
+    sha256 = hashlib.sha256(data).hexdigest()
+    image = ProductImage.objects.filter(sha256=sha256).first()
+    if image is None:
+        image = ProductImage(
+            brand=feedback.brand,
+            product=feedback.product,
+            sha256=sha256,
+            width=info.width,
+            height=info.height,
+            source_repo="feedback",
+            source_path=f"predictions/{prediction.id}",
+        )
+        image.image.save(f"feedback.{FORMAT_EXTENSIONS[info.format]}", ContentFile(data), save=False)
+        image.save()
+    feedback.catalog_image = image
+    feedback.status = Feedback.Status.ADDED
+    feedback.reviewed_at = timezone.now()
+    feedback.save(update_fields=["catalog_image", "status", "reviewed_at"])
+    return image
+
+
+def feedback_dismiss(*, feedback: Feedback) -> None:
+    """Mark a correction ``dismissed`` (staff judged it wrong or unusable)."""
+    feedback.status = Feedback.Status.DISMISSED
+    feedback.reviewed_at = timezone.now()
+    feedback.save(update_fields=["status", "reviewed_at"])

@@ -1,37 +1,76 @@
-"""Site pages: upload, result (polls a small JSON status endpoint), and the visitor's history.
+"""Site pages: upload, result (polls a small JSON status endpoint), the visitor's history, and corrections.
 
 Anonymous visitors own their predictions through their session; signed-in users through their
-account. Nobody sees another visitor's predictions (the selectors answer 404).
+account (uploads made before signing up or logging in move to the account: ``prediction_claim_session``).
+Nobody sees another visitor's predictions (the selectors answer 404); an anonymous visitor's 404 page
+offers the login form, since the result may be theirs from before they logged out.
 """
 
 from __future__ import annotations
 
+import re
+from dataclasses import dataclass
+
 from django.conf import settings
+from django.contrib import messages
 from django.core.paginator import Paginator
-from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
-from django.views.decorators.http import require_GET, require_http_methods
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
+from catalog.selectors import brand_list, product_get_many, product_list_models
 from predictions.models import Prediction
 from predictions.selectors import prediction_get_visible, prediction_list_visible
-from predictions.services import prediction_create
+from predictions.services import VISITOR_SESSION_KEY, feedback_create, prediction_create
 from sneakers.exceptions import ApplicationError
+
+SLOW_RESULT_SECONDS = 8
+"""After this long without a result the page says it takes longer than usual (results take 1-4 s when a worker
+is free), and what the shopper can do."""
 
 
 def _session_key(request: HttpRequest, *, create: bool = False) -> str:
-    """The visitor's session key; with ``create`` a session (and its cookie) is started if needed."""
+    """The visitor's session key; with ``create`` a session (and its cookie) is started if needed and its key
+    remembered under ``VISITOR_SESSION_KEY``."""
     if create and not request.session.session_key:
-        request.session["visitor"] = True  # marks the session modified so the cookie is sent
         request.session.save()
+    if create and request.session.get(VISITOR_SESSION_KEY) != request.session.session_key:
+        request.session[VISITOR_SESSION_KEY] = (
+            request.session.session_key
+        )  # also marks the session modified: cookie sent
     return request.session.session_key or ""
+
+
+def _megapixels(pixels: int) -> str:
+    """``64_000_000 -> "64"``, ``1_500_000 -> "1.5"`` (decimal megapixels, as cameras count them)."""
+    return f"{pixels / 1_000_000:.1f}".removesuffix(".0")
+
+
+def shopper_error_message(code: str, message: str) -> str:
+    """The words a shopper reads for a refused upload: the service's message, with limits in megapixels and
+    megabytes (the upload hint's units) instead of raw pixel and byte counts."""
+    limit_pixels = settings.SNEAKERS_UPLOAD_MAX_PIXELS
+    limit_bytes = settings.SNEAKERS_UPLOAD_MAX_BYTES
+    if code == "image_too_many_pixels":
+        found = re.search(r"(\d+) x (\d+)", message)
+        size = ""
+        if found:
+            width, height = int(found[1]), int(found[2])
+            size = f" ({width} x {height} pixels, {_megapixels(width * height)} megapixels)"
+        return f"The photo is too big{size}; the limit is {_megapixels(limit_pixels)} megapixels."
+    if code == "image_too_large":
+        found = re.search(r"(\d+) bytes", message)
+        size = f" ({int(found[1]) / 1024 / 1024:.1f} MB)" if found else ""
+        return f"The file is too large{size}; the limit is {limit_bytes // (1024 * 1024)} MB."
+    return message
 
 
 def _upload_context(error: str = "") -> dict:
     return {
         "error": error,
         "max_megabytes": settings.SNEAKERS_UPLOAD_MAX_BYTES // (1024 * 1024),
-        "max_megapixels": settings.SNEAKERS_UPLOAD_MAX_PIXELS // 1_000_000,
+        "max_megapixels": _megapixels(settings.SNEAKERS_UPLOAD_MAX_PIXELS),
     }
 
 
@@ -53,25 +92,117 @@ def upload_view(request: HttpRequest) -> HttpResponse:
             session_key=_session_key(request, create=not request.user.is_authenticated),
         )
     except ApplicationError as exc:
-        return render(request, "predictions/upload.html", _upload_context(exc.message), status=exc.status_code)
+        message = shopper_error_message(exc.code, exc.message)
+        return render(request, "predictions/upload.html", _upload_context(message), status=exc.status_code)
     return redirect("predictions:detail", prediction_id=prediction.id)
+
+
+@dataclass(frozen=True)
+class Failure:
+    """How the result page words a failed job: a heading, what happened and what the shopper can do."""
+
+    title: str
+    text: str
+    action: str
+    our_fault: bool
+
+
+SERVER_FAILURE = Failure(
+    "Something went wrong on our side",
+    "Your photo is fine, but the job stopped on our servers.",
+    "Please try the same photo again in a minute.",
+    True,
+)
+FAILURES = {
+    "model_unavailable": Failure(
+        "Recognition is not available right now",
+        "Your photo is fine, but our recognition model is not running at the moment.",
+        "Please try again later; the photo stays in your history.",
+        True,
+    ),
+    "worker_lost": SERVER_FAILURE,
+    "transient_error": SERVER_FAILURE,
+    "internal_error": SERVER_FAILURE,
+    "upload_missing": Failure(
+        "We lost your photo",
+        "The photo you sent is no longer in our storage, so we could not look at it.",
+        "Please upload it again.",
+        True,
+    ),
+}
+
+
+def failure_for(prediction: Prediction) -> Failure:
+    """The wording of a failed prediction by error code: ``image_*`` is the photo's problem (its message says
+    which), the rest are ours (``FAILURES``; an unknown code reads as a server failure)."""
+    code = prediction.error_code
+    if code.startswith("image_"):
+        return Failure(
+            "We could not read this photo",
+            shopper_error_message(code, prediction.error_message),
+            "Try another photo: a JPEG, PNG or WebP of one shoe.",
+            False,
+        )
+    return FAILURES.get(code, SERVER_FAILURE)
+
+
+def _similar_items(prediction: Prediction) -> list[dict]:
+    """The result's similar products (stored snapshot) with a link and price kind when still listed."""
+    items = list(prediction.similar or [])
+    products = product_get_many(ids=[item.get("product_id") for item in items if item.get("product_id")])
+    shown = []
+    for item in items:
+        product = products.get(item.get("product_id"))
+        shown.append(
+            {
+                **item,
+                "url": reverse("catalog:product", args=[product.id]) if product else "",
+                "price_kind": product.price_kind_label if product else "",
+            }
+        )
+    return shown
+
+
+def _feedback_choices() -> dict:
+    """Brands and named models a correction can pick (models grouped by brand slug)."""
+    models_by_brand: dict[str, list] = {}
+    for product in product_list_models():
+        models_by_brand.setdefault(product.brand.slug, []).append(product)
+    return {"brands": list(brand_list()), "models_by_brand": sorted(models_by_brand.items())}
+
+
+def _visible_or_404_page(request: HttpRequest, prediction_id: str) -> Prediction:
+    return prediction_get_visible(prediction_id=prediction_id, user=request.user, session_key=_session_key(request))
 
 
 @require_GET
 def detail_view(request: HttpRequest, prediction_id: str) -> HttpResponse:
     """The result page; while the job runs, its script polls ``status_view`` and reloads when done."""
-    prediction = prediction_get_visible(
-        prediction_id=prediction_id, user=request.user, session_key=_session_key(request)
-    )
-    return render(request, "predictions/detail.html", {"prediction": prediction})
+    try:
+        prediction = _visible_or_404_page(request, prediction_id)
+    except Http404:
+        # Maybe theirs from before they logged out: offer the login form (no hint whether the id exists).
+        return render(
+            request,
+            "predictions/not_found.html",
+            {"login_next": request.get_full_path() if not request.user.is_authenticated else ""},
+            status=404,
+        )
+    context: dict = {"prediction": prediction}
+    if prediction.status == Prediction.Status.SUCCEEDED:
+        context["similar"] = _similar_items(prediction)
+        context["feedback"] = prediction.feedback.order_by("-created_at").first()
+        context.update(_feedback_choices())
+    elif prediction.status == Prediction.Status.FAILED:
+        context["failure"] = failure_for(prediction)
+    context["slow_after_seconds"] = SLOW_RESULT_SECONDS
+    return render(request, "predictions/detail.html", context)
 
 
 @require_GET
 def status_view(request: HttpRequest, prediction_id: str) -> JsonResponse:
     """Small JSON the result page polls: ``{"status", "terminal", "error"}``."""
-    prediction = prediction_get_visible(
-        prediction_id=prediction_id, user=request.user, session_key=_session_key(request)
-    )
+    prediction = _visible_or_404_page(request, prediction_id)
     return JsonResponse(
         {
             "id": str(prediction.id),
@@ -85,9 +216,30 @@ def status_view(request: HttpRequest, prediction_id: str) -> JsonResponse:
     )
 
 
+@require_POST
+def feedback_view(request: HttpRequest, prediction_id: str) -> HttpResponse:
+    """Store a "wrong brand / wrong model" correction of a succeeded result, then back to the result."""
+    prediction = _visible_or_404_page(request, prediction_id)
+    try:
+        feedback_create(
+            prediction=prediction,
+            kind=request.POST.get("kind", ""),
+            brand_slug=request.POST.get("brand", ""),
+            product_id=request.POST.get("model") or None,
+            note=request.POST.get("note", ""),
+        )
+    except ApplicationError as exc:
+        messages.error(request, exc.message)
+    else:
+        messages.success(request, "Thank you: your correction is saved, and our staff will use it to train the model.")
+    return redirect(reverse("predictions:detail", args=[prediction.id]) + "#feedback")
+
+
 @require_GET
 def history_view(request: HttpRequest) -> HttpResponse:
     """The visitor's own predictions, newest first, 24 per page."""
     queryset = prediction_list_visible(user=request.user, session_key=_session_key(request))
     page = Paginator(queryset, 24).get_page(request.GET.get("page"))
+    for prediction in page.object_list:
+        prediction.failure = failure_for(prediction) if prediction.status == Prediction.Status.FAILED else None
     return render(request, "predictions/history.html", {"page": page})

@@ -100,7 +100,12 @@ def test_signup_creates_an_account_and_signs_in():
     client = Client()
     response = client.post(
         "/accounts/signup/",
-        {"username": "newbie", "password1": "a-long-pass-phrase-9", "password2": "a-long-pass-phrase-9"},
+        {
+            "username": "newbie",
+            "email": "newbie@example.com",
+            "password1": "a-long-pass-phrase-9",
+            "password2": "a-long-pass-phrase-9",
+        },
     )
     assert response.status_code == 302
     assert client.get("/").context["user"].username == "newbie"
@@ -109,12 +114,11 @@ def test_signup_creates_an_account_and_signs_in():
 @pytest.mark.parametrize(
     ("abstain", "heading"),
     [
-        ({"reason": "not_footwear", "score": 0.02}, "This doesn't look like a sneaker"),
         ({"reason": "low_confidence", "score": 0.41}, "Not sure which brand this is"),
         ({"reason": "unknown_brand", "score": -3.2}, "A brand we don't carry"),
     ],
 )
-def test_an_abstention_says_so_plainly_and_still_shows_the_guesses(abstain, heading):
+def test_an_abstention_says_so_plainly_and_shows_the_guesses_as_candidates(abstain, heading):
     client = Client()
     post_photo(client)
     prediction = Prediction.objects.get()
@@ -125,7 +129,28 @@ def test_an_abstention_says_so_plainly_and_still_shows_the_guesses(abstain, head
         brands=[{"name": "nike", "probability": 0.41}, {"name": "adidas", "probability": 0.39}],
     )
     html = client.get(f"/p/{prediction.id}/").content.decode()
-    assert heading in html and "Best guesses" in html and "Nike" in html and "41%" in html
+    assert heading in html and "Best guesses" in html and "Candidates, not an answer" in html
+    assert "Nike" in html and "41%" in html
+    assert 'class="bars"' not in html  # candidates, not bars that read like an answer
+
+
+def test_a_photo_refused_as_not_a_sneaker_shows_no_brand_guesses_and_no_price():
+    client = Client()
+    post_photo(client)
+    prediction = Prediction.objects.get()
+    Prediction.objects.filter(id=prediction.id).update(
+        status="succeeded",
+        brand="",
+        abstain={"reason": "not_footwear", "score": 0.02},
+        brands=[{"name": "adidas", "probability": 0.85}, {"name": "nike", "probability": 0.1}],
+        price_estimate_usd=90,
+        price_low_usd=70,
+        price_high_usd=120,
+    )
+    html = client.get(f"/p/{prediction.id}/").content.decode()
+    assert "This doesn't look like a sneaker" in html
+    assert "Adidas" not in html and "85%" not in html and "Best guesses" not in html and "$90" not in html
+    assert "Wrong answer?" not in html  # nothing to correct
 
 
 def test_upload_without_the_csrf_token_is_refused():
@@ -174,3 +199,109 @@ def test_a_result_names_the_shoe_model_with_brand_display_names_and_shows_candid
     html = client.get(f"/p/{prediction.id}/").content.decode()
     assert "Model: not sure" in html and "Candidates" in html and "model-answer" not in html
     assert "New Balance</strong>" in client.get("/history/").content.decode()  # not sure of the model: brand only
+
+
+def _succeed(client: Client, **fields) -> Prediction:
+    post_photo(client)
+    prediction = Prediction.objects.get()
+    values = {"status": "succeeded", "brand": "nike", "brands": [{"name": "nike", "probability": 0.9}], **fields}
+    Prediction.objects.filter(id=prediction.id).update(**values)
+    return prediction
+
+
+def test_the_answer_comes_first_and_engineers_words_sit_in_the_details_disclosure():
+    client = Client()
+    prediction = _succeed(client, background_method="u2netp", timings_ms={"total": 1212.0}, price_estimate_usd=120)
+    Prediction.objects.filter(id=prediction.id).update(price_low_usd=90, price_high_usd=150)
+    html = client.get(f"/p/{prediction.id}/").content.decode()
+    answer, rest = html.split('<section class="answer card"', 1)[1].split("</section>", 1)
+    assert "<h1>Nike</h1>" in answer and "$120" in answer and "estimated price" in answer
+    details = html.split('<details class="tech">', 1)[1]
+    assert "u2netp" in details and "1212 ms" in details
+    assert "background: u2netp" not in html and "· 1212 ms" not in html
+
+
+@pytest.mark.parametrize(
+    ("code", "title", "blames_the_photo"),
+    [
+        ("image_unreadable", "We could not read this photo", True),
+        ("model_unavailable", "Recognition is not available right now", False),
+        ("worker_lost", "Something went wrong on our side", False),
+        ("transient_error", "Something went wrong on our side", False),
+        ("internal_error", "Something went wrong on our side", False),
+        ("upload_missing", "We lost your photo", False),
+    ],
+)
+def test_a_failed_result_is_worded_by_its_error_code(code, title, blames_the_photo):
+    client = Client()
+    post_photo(client)
+    prediction = Prediction.objects.get()
+    Prediction.objects.filter(id=prediction.id).update(status="failed", error_code=code, error_message="msg")
+    html = client.get(f"/p/{prediction.id}/").content.decode()
+    assert f"<h1>{title}</h1>" in html
+    assert ("Try another photo" in html) is blames_the_photo
+    assert ("Your photo is fine" in html) is (code not in ("image_unreadable", "upload_missing"))
+    history = client.get("/history/").content.decode()
+    assert ("Photo not readable" if blames_the_photo else "Not identified: our error") in history
+    assert ">failed<" not in history
+
+
+def test_the_pixel_limit_reads_in_megapixels_in_the_hint_and_in_the_error(settings):
+    settings.SNEAKERS_UPLOAD_MAX_PIXELS = 1_500_000
+    client = Client()
+    assert "1.5 megapixels" in client.get("/").content.decode()
+    html = post_photo(client, data=image_bytes(size=(1300, 1200))).content.decode()
+    assert "The photo is too big (1300 x 1200 pixels, 1.6 megapixels); the limit is 1.5 megapixels." in html
+    assert "1500000 pixels" not in html
+
+
+def test_a_pending_result_has_a_taking_longer_notice_for_its_script():
+    client = Client()
+    post_photo(client)
+    html = client.get(f"/p/{Prediction.objects.get().id}/").content.decode()
+    assert 'id="slow"' in html and "taking longer than usual" in html and 'data-slow-after="8"' in html
+    assert "Status: queued" not in html and "Waiting for a free worker" in html
+
+
+def test_a_correction_is_stored_with_the_right_brand_and_model():
+    from catalog.models import Brand, Product
+    from predictions.models import Feedback
+
+    adidas = Brand.objects.create(slug="adidas", name="adidas")
+    nike = Brand.objects.create(slug="nike", name="Nike")
+    samba = Product.objects.create(brand=adidas, name="adidas Samba", kind="model", price_usd=90)
+    cortez = Product.objects.create(brand=nike, name="Nike Cortez", kind="model")
+    client = Client()
+    prediction = _succeed(client)
+    html = client.get(f"/p/{prediction.id}/").content.decode()
+    assert "Wrong answer? Tell us" in html and f'<option value="{samba.id}">adidas Samba</option>' in html
+
+    url = f"/p/{prediction.id}/feedback/"
+    client.post(url, {"kind": "wrong_model", "brand": "adidas", "model": str(cortez.id)})  # model of another brand
+    client.post(url, {"kind": "wrong_model", "brand": "adidas"})  # no model picked
+    client.post(url, {"kind": "sideways", "brand": "adidas"})
+    assert Feedback.objects.count() == 0
+    assert Client().post(url, {"kind": "wrong_brand", "brand": "adidas"}).status_code == 404  # not theirs
+
+    response = client.post(url, {"kind": "wrong_brand", "brand": "adidas", "model": str(samba.id), "note": "Samba OG"})
+    assert response["Location"] == f"/p/{prediction.id}/#feedback"
+    feedback = Feedback.objects.get()
+    assert (feedback.kind, feedback.brand, feedback.product, feedback.note) == (
+        "wrong_brand",
+        adidas,
+        samba,
+        "Samba OG",
+    )
+    html = client.get(f"/p/{prediction.id}/").content.decode()
+    assert "You told us: wrong brand, it is adidas adidas Samba" in html and "Wrong answer? Tell us" not in html
+
+
+def test_a_result_that_is_not_finished_cannot_be_corrected():
+    from catalog.models import Brand
+    from predictions.models import Feedback
+
+    Brand.objects.create(slug="vans", name="Vans")
+    client = Client()
+    post_photo(client)
+    client.post(f"/p/{Prediction.objects.get().id}/feedback/", {"kind": "wrong_brand", "brand": "vans"})
+    assert Feedback.objects.count() == 0

@@ -1,0 +1,112 @@
+"""Product pages: photos, brand, model, price with its kind and source, the shop link, more like this; similar
+products in a result link to them, one per product family."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+import pytest
+from django.test import Client
+
+from catalog.models import Product
+from predictions.models import Prediction
+from tests.factories import BrandFactory, ProductFactory, ProductImageFactory
+from worker.inference import similar_payload
+from worker.ml.results import SimilarItem
+
+pytestmark = pytest.mark.django_db
+
+
+def test_a_listing_page_shows_photos_brand_list_price_its_source_and_the_shop_link():
+    brand = BrandFactory(slug="vans", name="Vans")
+    product = ProductFactory(
+        brand=brand,
+        name="Vans Old Skool - Men's",
+        price_usd=Decimal("65.00"),
+        source="luoken/Shoe-detector",
+        link="https://shop.example.com/old-skool",
+    )
+    photos = [ProductImageFactory(product=product), ProductImageFactory(product=product)]
+    html = Client().get(f"/products/{product.id}/").content.decode()
+    assert "<h1>Vans Old Skool - Men&#x27;s</h1>" in html and "Vans · shop listing" in html
+    assert "$65.00 <small>list price</small>" in html and "Foot Locker list price, early 2018" in html
+    assert 'href="https://shop.example.com/old-skool"' in html and "View in the shop" in html
+    for photo in photos:
+        assert photo.image.url in html
+
+
+def test_a_model_page_says_retail_price_from_the_resale_snapshot_and_a_product_without_price_says_so():
+    brand = BrandFactory(slug="nike", name="Nike")
+    model = ProductFactory(brand=brand, name="Nike Air Jordan 1 High", price_usd=170, kind=Product.Kind.MODEL)
+    ProductImageFactory(product=model)
+    html = Client().get(f"/products/{model.id}/").content.decode()
+    assert "$170.00 <small>retail price</small>" in html and "2023 resale-market snapshot" in html
+    assert "View in the shop" not in html  # no link in the catalog: none shown
+
+    unpriced = ProductFactory(brand=brand, name="Nike Cortez", price_usd=None, kind=Product.Kind.MODEL)
+    html = Client().get(f"/products/{unpriced.id}/").content.decode()
+    assert "No price in our catalog for this model." in html
+
+
+def test_a_stored_price_kind_and_source_win_over_the_defaults():
+    product = ProductFactory(price_kind="retail", price_source="Brand's own shop, 2026", kind=Product.Kind.LISTING)
+    html = Client().get(f"/products/{product.id}/").content.decode()
+    assert "retail price" in html and "Brand&#x27;s own shop, 2026" in html
+
+
+def test_more_like_this_is_same_brand_one_per_title_closest_price_first_and_never_other_brands():
+    brand = BrandFactory(slug="vans", name="Vans")
+    product = ProductFactory(brand=brand, name="Old Skool", price_usd=60)
+    near = ProductFactory(brand=brand, name="Authentic", price_usd=55)
+    far = ProductFactory(brand=brand, name="Sk8-Hi", price_usd=90)
+    twin = ProductFactory(brand=brand, name="Authentic", price_usd=50)  # another edition: same family as ``near``
+    same_title = ProductFactory(brand=brand, name="Old Skool", price_usd=65)  # the product's own family
+    other_brand = ProductFactory(brand=BrandFactory(slug="nike"), name="Cortez", price_usd=60)
+    for item in (product, near, far, twin, same_title, other_brand):
+        ProductImageFactory(product=item)
+    more = Client().get(f"/products/{product.id}/").context["more"]
+    assert [p.id for p in more] == [near.id, far.id]
+
+
+def test_unknown_or_unlisted_products_answer_404():
+    hidden = ProductFactory(is_listed=False)
+    assert Client().get(f"/products/{hidden.id}/").status_code == 404
+    assert Client().get("/products/999999/").status_code == 404
+
+
+def test_similar_payload_keeps_one_hit_per_product_family_and_at_most_the_limit():
+    brand = BrandFactory(slug="vans")
+    first = ProductFactory(brand=brand, name="Vans Old Skool - Men's", price_usd=60)
+    edition = ProductFactory(brand=brand, name="Vans Old Skool - Men's", price_usd=65)
+    others = [ProductFactory(brand=brand, name=f"Vans Model {i}") for i in range(6)]
+    hits = [SimilarItem(first.id, 0.9), SimilarItem(edition.id, 0.89)] + [
+        SimilarItem(p.id, 0.8 - i / 100) for i, p in enumerate(others)
+    ]
+    payload = similar_payload(hits, limit=5)
+    names = [item["name"] for item in payload]
+    assert len(names) == 5 and len(set(names)) == 5
+    assert payload[0]["product_id"] == first.id and edition.id not in [item["product_id"] for item in payload]
+
+
+def test_similar_products_in_a_result_link_to_their_product_pages_and_say_when_there_is_no_price():
+    brand = BrandFactory(slug="nike", name="Nike")
+    priced = ProductFactory(brand=brand, name="Nike Air Max 90", price_usd=140, kind=Product.Kind.MODEL)
+    unpriced = ProductFactory(brand=brand, name="Nike Cortez", price_usd=None, kind=Product.Kind.MODEL)
+    client = Client()
+    from tests.api.test_site import post_photo
+
+    post_photo(client)
+    prediction = Prediction.objects.get()
+    Prediction.objects.filter(id=prediction.id).update(
+        status="succeeded",
+        brand="nike",
+        brands=[{"name": "nike", "probability": 0.9}],
+        similar=[
+            {"product_id": p.id, "name": p.name, "brand": "nike", "price_usd": price, "score": 0.8, "image_url": None}
+            for p, price in ((priced, 140.0), (unpriced, None))
+        ],
+    )
+    html = client.get(f"/p/{prediction.id}/").content.decode()
+    assert f'href="/products/{priced.id}/"' in html and f'href="/products/{unpriced.id}/"' in html
+    assert "$140.00 <small>retail price</small>" in html and "no price in our catalog" in html
+    assert "similarity 0.80" not in html  # engineers' words live in the details disclosure
