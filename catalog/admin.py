@@ -1,7 +1,9 @@
 """Django admin for curating the catalog: brands, products with thumbnails and inline images."""
 
 from django.contrib import admin
-from django.db.models import Count, QuerySet
+from django.db import models
+from django.db.models import Count, IntegerField, OuterRef, QuerySet, Subquery
+from django.db.models.functions import Coalesce
 from django.http import HttpRequest
 from django.utils.html import format_html
 
@@ -17,6 +19,12 @@ def _thumbnail(image: ProductImage | None, size: int = 64) -> str:
     )
 
 
+def _count_per_brand(model: type[Product] | type[ProductImage]) -> Coalesce:
+    """``COUNT(*)`` of ``model`` rows of the outer brand, as a correlated subquery (0 when none)."""
+    counts = model.objects.filter(brand=OuterRef("pk")).order_by().values("brand").annotate(n=Count("pk")).values("n")
+    return Coalesce(Subquery(counts, output_field=IntegerField()), 0)
+
+
 @admin.register(Brand)
 class BrandAdmin(admin.ModelAdmin):
     """Brands with their product and image counts."""
@@ -26,10 +34,15 @@ class BrandAdmin(admin.ModelAdmin):
     prepopulated_fields = {"slug": ("name",)}
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[Brand]:
+        """Brands with product and image counts from two correlated subqueries (one indexed count each).
+
+        Two ``Count`` joins in one query would join every product with every image of the brand (5.2 s on
+        the shared catalog); each subquery counts one table by its brand index.
+        """
         return (
             super()
             .get_queryset(request)
-            .annotate(_products=Count("products", distinct=True), _images=Count("images", distinct=True))
+            .annotate(_products=_count_per_brand(Product), _images=_count_per_brand(ProductImage))
         )
 
     @admin.display(ordering="_products", description="products")
@@ -95,6 +108,7 @@ class ProductAdmin(admin.ModelAdmin):
     list_select_related = ("brand",)
     inlines = [ProductImageInline]
     list_per_page = 50
+    formfield_overrides = {models.URLField: {"assume_scheme": "https"}}  # shop links; Django 6's default
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[Product]:
         return super().get_queryset(request).annotate(_images=Count("images")).prefetch_related("images")

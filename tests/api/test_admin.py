@@ -68,5 +68,5 @@ def test_two_versions_compare_side_by_side(staff_client):
     html = response.content.decode()
     assert response.status_code == 200
     assert "v1 (active)" in html and "v2 (candidate)" in html
-    assert "0.9000" in html and "0.9500" in html
+    assert "90.0%" in html and "95.0%" in html and html.count("<td>head-only</td>") == 2  # rounded; variant filled
     assert html.count("report/confusion.png") == 2
