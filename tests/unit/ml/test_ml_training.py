@@ -357,6 +357,12 @@ def test_load_pipeline_sets_the_backbone_up_as_the_artifact_was_trained(trained,
     # An artifact from before the multi-level descriptor: no size or taps recorded, the file's own
     # fingerprint. The loaded 320 px backbone is set up again at 224 px rather than refused.
     assert result.artifact.metadata["backbone"]["input_size"] == 320
+    # An artifact from before the spec, with the multi-level keys only: set up at its recorded size and taps.
+    multi_level = {k: v for k, v in result.artifact.metadata.items() if k != "backbone"}
+    ModelArtifact(result.artifact.brand_head, result.artifact.price_head, result.artifact.index, multi_level).save(
+        tmp_path / "multi"
+    )
+    assert load_pipeline(tmp_path / "multi", backbone=tiny_backbone, remover=None).backbone is tiny_backbone
     metadata = {k: v for k, v in result.artifact.metadata.items() if not k.startswith("backbone")}
     metadata["backbone_fingerprint"] = file_fingerprint(tiny_backbone.path)
     old = ModelArtifact(result.artifact.brand_head, result.artifact.price_head, result.artifact.index, metadata)
