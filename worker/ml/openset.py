@@ -24,6 +24,13 @@ Scores (all pure NumPy at prediction time):
   left out in turn, a brand head and the reference sets are re-fitted without it, and its photos serve
   as stand-ins for an unknown brand against validation photos of the remaining brands.
 
+Per-style thresholds (optional, ``fit_open_set(train_styles=..., val_styles=...)``): every score above rates
+real-world photos of known brands as less known than product shots (measured on this project's data,
+``/work/scratch/ml2/FINDINGS.md``: with one threshold refusing 5 % of validation photos, 10-19 % of real-world
+known-brand photos are refused). A brand-agnostic logistic regression "real-world or product shot" on the training
+embeddings splits photos in two, each side gets its own threshold on validation, and the score is shifted by its
+side's threshold (``score = raw - offset[side]``), so that one threshold near 0 applies to both sides.
+
 Everything is stored as arrays (``to_arrays`` / ``from_arrays``), like ``worker.ml.heads``.
 """
 
@@ -210,6 +217,10 @@ class OpenSetRule:
         stack_mean, stack_scale: ``(F,) float64`` standardisation of the ``BASE_FEATURES`` (``stacked``).
         stack_coef: ``(F,) float64`` logistic-regression weights; ``stack_intercept`` its bias
             (``stacked``: known-ness is the log-odds of "known").
+        style_coef: ``(D,) float32`` weights of the real-world-vs-product-shot classifier (``style_intercept`` its
+            bias; logit > 0 = real-world), or None for one threshold for all photos.
+        style_offsets: ``(2,) float64`` known-ness offsets subtracted from the score of product-shot-like (index 0)
+            and real-world-like (index 1) photos; None with ``style_coef`` None.
     """
 
     method: str
@@ -222,6 +233,9 @@ class OpenSetRule:
     stack_scale: np.ndarray | None = None
     stack_coef: np.ndarray | None = None
     stack_intercept: float = 0.0
+    style_coef: np.ndarray | None = None
+    style_intercept: float = 0.0
+    style_offsets: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         """Check the method and array shapes; raise ValueError when inconsistent."""
@@ -256,9 +270,52 @@ class OpenSetRule:
             if np.any(self.stack_scale <= 0):  # type: ignore[operator]
                 raise ValueError("stack_scale must be positive")
             object.__setattr__(self, "stack_intercept", float(self.stack_intercept))
+        if (self.style_coef is None) != (self.style_offsets is None):
+            raise ValueError("style_coef and style_offsets go together")
+        if self.style_coef is not None:
+            coef = np.asarray(self.style_coef, dtype=np.float32).reshape(-1)
+            offsets = np.asarray(self.style_offsets, dtype=np.float64).reshape(-1)
+            if offsets.shape != (2,) or not np.all(np.isfinite(offsets)):
+                raise ValueError(f"style_offsets must be 2 finite values, got {offsets}")
+            object.__setattr__(self, "style_coef", coef)
+            object.__setattr__(self, "style_offsets", offsets)
+            object.__setattr__(self, "style_intercept", float(self.style_intercept))
+
+    def real_world_like(self, embeddings: np.ndarray) -> np.ndarray:
+        """``(N,) bool``: the style classifier's verdict (all False without one).
+
+        Raises:
+            ValueError: wrong shape.
+        """
+        matrix = _matrix(embeddings, "embeddings")
+        if self.style_coef is None:
+            return np.zeros(matrix.shape[0], dtype=bool)
+        if matrix.shape[1] != self.style_coef.shape[0]:
+            raise ValueError(f"embeddings are {matrix.shape[1]}-d, the style classifier {self.style_coef.shape[0]}-d")
+        return (_l2(matrix) @ self.style_coef + self.style_intercept) > 0
 
     def score(self, embeddings: np.ndarray, logits: np.ndarray) -> np.ndarray:
-        """Known-ness of each photo, higher = more like the training brands.
+        """Known-ness of each photo, higher = more like the training brands, shifted by the photo's style offset.
+
+        ``raw_score`` minus ``style_offsets[real_world_like]`` when the rule has a style classifier, else ``raw_score``.
+
+        Args:
+            embeddings: ``(N, D)`` float, the embeddings the brand head reads.
+            logits: ``(N, C)`` float, ``BrandHead.logits(embeddings)`` (uncalibrated).
+
+        Returns:
+            ``(N,) float64``.
+
+        Raises:
+            ValueError: shape mismatch.
+        """
+        raw = self.raw_score(embeddings, logits)
+        if self.style_offsets is None:
+            return raw
+        return raw - self.style_offsets[self.real_world_like(embeddings).astype(np.int64)]
+
+    def raw_score(self, embeddings: np.ndarray, logits: np.ndarray) -> np.ndarray:
+        """Known-ness of each photo by ``method`` alone, higher = more like the training brands.
 
         Args:
             embeddings: ``(N, D)`` float, the embeddings the brand head reads.
@@ -305,6 +362,9 @@ class OpenSetRule:
             "stack_scale": empty if self.stack_scale is None else np.asarray(self.stack_scale),
             "stack_coef": empty if self.stack_coef is None else np.asarray(self.stack_coef),
             "stack_intercept": np.asarray(self.stack_intercept, dtype=np.float64),
+            "style_coef": np.zeros(0, np.float32) if self.style_coef is None else self.style_coef,
+            "style_intercept": np.asarray(self.style_intercept, dtype=np.float64),
+            "style_offsets": empty if self.style_offsets is None else self.style_offsets,
         }
 
     @classmethod
@@ -317,6 +377,8 @@ class OpenSetRule:
         """
 
         def optional(name: str) -> np.ndarray | None:
+            if name.startswith("style_") and name not in arrays:  # rules saved before per-style thresholds
+                return None
             array = np.asarray(arrays[name], dtype=np.float64).reshape(-1)
             return array if array.size else None
 
@@ -331,6 +393,9 @@ class OpenSetRule:
             stack_scale=optional("stack_scale"),
             stack_coef=optional("stack_coef"),
             stack_intercept=float(np.asarray(arrays["stack_intercept"])),
+            style_coef=optional("style_coef"),
+            style_intercept=float(np.asarray(arrays.get("style_intercept", 0.0))),
+            style_offsets=optional("style_offsets"),
         )
 
 
@@ -393,12 +458,14 @@ def fit_open_set(
     val_labels: Sequence[str],
     head: BrandHead,
     *,
-    method: str = "stacked",
+    method: str = "energy",
     k: int = DEFAULT_K,
     max_known_refused: float = MAX_KNOWN_REFUSED,
     seed: int = 0,
     fit_head: HeadFitter | None = None,
     max_bank_per_class: int = MAX_BANK_PER_CLASS,
+    train_styles: Sequence[str] | None = None,
+    val_styles: Sequence[str] | None = None,
 ) -> OpenSetRule:
     """Fit an ``OpenSetRule`` for a trained brand head and choose its threshold on validation.
 
@@ -409,6 +476,12 @@ def fit_open_set(
     prototypes and bank rebuilt without B; B's training and validation photos are the "unknown"
     examples and the validation photos of the other brands the "known" examples; a balanced logistic
     regression on the standardised base scores separates them. Needs at least 3 brands.
+
+    With ``train_styles`` and ``val_styles`` (``"real-world"``, ``"product-shot"``, anything else = unlabelled),
+    per-style thresholds (module docstring): a balanced logistic regression (C=1) real-world vs product shot on
+    the labelled training rows, then ``max_known_refused`` is applied to each side of the validation photos as
+    the classifier splits them; a side with fewer than 20 validation photos takes the overall threshold. Skipped
+    when either style has fewer than 10 labelled training rows.
 
     Args:
         train_embeddings: ``(N, D)`` float, what the head was trained on.
@@ -423,15 +496,14 @@ def fit_open_set(
         fit_head: head fitter for the outlier-exposure folds; default ``fit_brand_head`` with C=10,
             balanced class weights.
         max_bank_per_class: bank rows per brand.
+        train_styles, val_styles: optional N / V photo styles for per-style thresholds.
 
     Returns:
-        ``OpenSetRule``.
+        ``OpenSetRule`` (``threshold`` near 0 with per-style offsets).
 
     Raises:
         ValueError: unknown method, shape mismatch, fewer than 3 brands for ``stacked``.
     """
-    from sklearn.linear_model import LogisticRegression
-
     if method not in METHODS:
         raise ValueError(f"unknown method {method!r}; expected one of {METHODS}")
     train = _matrix(train_embeddings, "train_embeddings", head.dim)
@@ -442,11 +514,86 @@ def fit_open_set(
         raise ValueError("embeddings and labels differ in length")
     protos = class_prototypes(train, train_y, head.classes)
     bank = reference_bank(train, train_y, seed=seed, max_per_class=max_bank_per_class)
-    common = {"temperature": head.temperature, "k": k, "prototypes": protos, "bank": bank}
-    if method != "stacked":
-        rule = OpenSetRule(method=method, threshold=float("-inf"), **common)
-        threshold = choose_threshold(rule.score(val, head.logits(val)), max_known_refused=max_known_refused)
-        return OpenSetRule(method=method, threshold=threshold, **common)
+    common: dict[str, object] = {"temperature": head.temperature, "k": k, "prototypes": protos, "bank": bank}
+    if method == "stacked":
+        common.update(
+            _outlier_exposure(
+                train, train_y, val, val_y, head, k=k, seed=seed, fit_head=fit_head, bank_cap=max_bank_per_class
+            )
+        )
+    rule = OpenSetRule(method=method, threshold=float("-inf"), **common)  # type: ignore[arg-type]
+    val_raw = rule.raw_score(val, head.logits(val))
+    if train_styles is not None and val_styles is not None:
+        style = _fit_style(train, train_styles, seed=seed)
+        if style is not None:
+            coef, intercept = style
+            rule = OpenSetRule(
+                method=method,
+                threshold=float("-inf"),
+                style_coef=coef,
+                style_intercept=intercept,
+                style_offsets=np.zeros(2),
+                **common,  # type: ignore[arg-type]
+            )
+            side = rule.real_world_like(val).astype(np.int64)
+            overall = choose_threshold(val_raw, max_known_refused=max_known_refused)
+            offsets = np.array(
+                [
+                    choose_threshold(val_raw[side == s], max_known_refused=max_known_refused)
+                    if np.sum(side == s) >= MIN_STYLE_VAL
+                    else overall
+                    for s in (0, 1)
+                ]
+            )
+            offsets = np.where(np.isfinite(offsets), offsets, overall)
+            common.update(style_coef=coef, style_intercept=intercept, style_offsets=offsets)
+            rule = OpenSetRule(method=method, threshold=float("-inf"), **common)  # type: ignore[arg-type]
+    threshold = choose_threshold(rule.score(val, head.logits(val)), max_known_refused=max_known_refused)
+    return OpenSetRule(method=method, threshold=threshold, **common)  # type: ignore[arg-type]
+
+
+MIN_STYLE_VAL: Final = 20
+"""Fewest validation photos on one style side for it to get its own threshold."""
+MIN_STYLE_TRAIN: Final = 10
+"""Fewest labelled training photos of each style for the style classifier to be fitted."""
+
+
+def _fit_style(train: np.ndarray, styles: Sequence[str], *, seed: int) -> tuple[np.ndarray, float] | None:
+    """``(coef (D,), intercept)`` of a balanced logistic regression real-world (1) vs product shot (0) on the
+    labelled rows of ``train``, or None when a style has fewer than ``MIN_STYLE_TRAIN`` rows."""
+    from sklearn.linear_model import LogisticRegression
+
+    style_array = np.asarray([str(x) for x in styles])
+    if style_array.shape[0] != train.shape[0]:
+        raise ValueError(f"{train.shape[0]} training embeddings but {style_array.shape[0]} styles")
+    labelled = np.isin(style_array, ["real-world", "product-shot"])
+    real = style_array[labelled] == "real-world"
+    if real.sum() < MIN_STYLE_TRAIN or (~real).sum() < MIN_STYLE_TRAIN:
+        return None
+    model = LogisticRegression(C=1.0, class_weight="balanced", max_iter=1000, random_state=seed)
+    model.fit(_l2(train[labelled]).astype(np.float64), real)
+    return model.coef_[0].astype(np.float32), float(model.intercept_[0])
+
+
+def _outlier_exposure(
+    train: np.ndarray,
+    train_y: np.ndarray,
+    val: np.ndarray,
+    val_y: np.ndarray,
+    head: BrandHead,
+    *,
+    k: int,
+    seed: int,
+    fit_head: HeadFitter | None,
+    bank_cap: int,
+) -> dict[str, object]:
+    """The ``stack_*`` arrays of the ``stacked`` rule (``fit_open_set`` docstring).
+
+    Raises:
+        ValueError: fewer than 3 brands, or only one kind of example.
+    """
+    from sklearn.linear_model import LogisticRegression
+
     brands = sorted(set(train_y.tolist()))
     if len(brands) < 3:
         raise ValueError(f"stacked open-set rule needs at least 3 training brands, got {brands}")
@@ -454,11 +601,9 @@ def fit_open_set(
     rows, targets = [], []
     for left_out in brands:
         keep, keep_val = train_y != left_out, val_y != left_out
-        if np.unique(train_y[keep]).size < 2:
-            continue
         inner = fitter(train[keep], train_y[keep]).with_temperature(head.temperature)
         inner_protos = class_prototypes(train[keep], train_y[keep], inner.classes)
-        inner_bank = reference_bank(train[keep], train_y[keep], seed=seed, max_per_class=max_bank_per_class)
+        inner_bank = reference_bank(train[keep], train_y[keep], seed=seed, max_per_class=bank_cap)
         outliers = np.concatenate([train[~keep], val[~keep_val]])
         for matrix, target in ((val[keep_val], 1), (outliers, 0)):
             if matrix.shape[0] == 0:
@@ -478,15 +623,13 @@ def fit_open_set(
     if np.unique(target).size < 2:
         raise ValueError("outlier exposure produced only one kind of example")
     mean = features.mean(axis=0)
-    scale = np.where(features.std(axis=0) > 1e-12, features.std(axis=0), 1.0)
+    spread = features.std(axis=0)
+    scale = np.where(spread > 1e-12, spread, 1.0)
     model = LogisticRegression(C=1.0, class_weight="balanced", max_iter=1000)
     model.fit((features - mean) / scale, target)
-    stack = {
+    return {
         "stack_mean": mean,
         "stack_scale": scale,
         "stack_coef": model.coef_[0].astype(np.float64),
         "stack_intercept": float(model.intercept_[0]),
     }
-    rule = OpenSetRule(method="stacked", threshold=float("-inf"), **common, **stack)
-    threshold = choose_threshold(rule.score(val, head.logits(val)), max_known_refused=max_known_refused)
-    return OpenSetRule(method="stacked", threshold=threshold, **common, **stack)
