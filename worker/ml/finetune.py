@@ -9,9 +9,9 @@ over ~25,000 copies takes about a minute on 2 CPU cores instead of ~10.
 
 BatchNormalization layers stay in inference mode (``training=False``: moving statistics frozen), as
 advised for fine-tuning on small data (``../shared/weights/README.md``; Keras transfer-learning
-guide, https://keras.io/guides/transfer_learning/). Loss: class-weighted cross-entropy ("balanced"
-weights ``n / (C * n_c)``, as scikit-learn), Adam (Kingma & Ba, 2015), early stopping on validation
-log loss (best epoch's weights kept).
+guide, https://keras.io/guides/transfer_learning/). Loss: class-weighted cross-entropy (``"balanced"``
+weights ``n / (C * n_c)`` as scikit-learn by default, ``worker.ml.heads.class_weights``), Adam (Kingma &
+Ba, 2015), early stopping on validation log loss (best epoch's weights kept).
 
 The saved fine-tuned backbone (``build_dual_model``) has one input and two outputs: the embedding
 (the fine-tuned pooled output joined with the frozen trunk's taps, as ``worker.ml.backbone`` builds
@@ -29,6 +29,7 @@ from typing import Any, Final
 import numpy as np
 
 from worker.ml.backbone import import_keras
+from worker.ml.heads import class_weights
 from worker.ml.preprocessing import BackboneSpec
 
 DEFAULT_CUT_LAYERS: Final = ("block14_add",)
@@ -177,6 +178,7 @@ def finetune_top(
     patience: int = 2,
     time_budget_s: float = 900.0,
     progress: Callable[[str], None] | None = None,
+    class_weight: str | None = "balanced",
 ) -> FinetuneReport:
     """Train ``top`` (in place) + a softmax layer on trunk activations; keep the best epoch's weights.
 
@@ -200,6 +202,8 @@ def finetune_top(
         patience: epochs without validation improvement before stopping.
         time_budget_s: stop after the epoch that crosses this many seconds.
         progress: called with a one-line message after each epoch.
+        class_weight: ``"balanced"`` / ``"effective"`` (``worker.ml.heads.class_weights``) or None (every
+            row weighs 1): how rows of rare brands weigh in the loss.
 
     Returns:
         ``FinetuneReport``.
@@ -213,9 +217,11 @@ def finetune_top(
     if train_x.shape[0] != train_y.shape[0] or train_x.shape[0] == 0:
         raise ValueError("train_x and train_y must have the same, positive length")
     tf.random.set_seed(seed)
-    counts = np.bincount(train_y, minlength=n_classes).astype(np.float64)
-    weights_per_class = np.where(counts > 0, train_y.size / (n_classes * np.maximum(counts, 1)), 0.0)
-    class_weight = tf.constant(weights_per_class, tf.float32)
+    weights_per_class = np.ones(n_classes, dtype=np.float64)
+    if class_weight is not None:
+        by_class = class_weights([str(c) for c in train_y.tolist()], class_weight)
+        weights_per_class = np.asarray([by_class.get(str(c), 0.0) for c in range(n_classes)])
+    row_weight = tf.constant(weights_per_class, tf.float32)
     kernel = tf.Variable(np.asarray(head_weights, np.float32))
     bias = tf.Variable(np.asarray(head_bias, np.float32))
     variables = [*top.trainable_variables, kernel, bias]
@@ -230,7 +236,7 @@ def finetune_top(
         with tf.GradientTape() as tape:
             logits = logits_of(x)
             per_row = tf.nn.sparse_softmax_cross_entropy_with_logits(labels=y, logits=logits)
-            loss = tf.reduce_sum(per_row * tf.gather(class_weight, y)) / tf.reduce_sum(tf.gather(class_weight, y))
+            loss = tf.reduce_sum(per_row * tf.gather(row_weight, y)) / tf.reduce_sum(tf.gather(row_weight, y))
         grads = tape.gradient(loss, variables)
         optimizer.apply_gradients(zip(grads, variables, strict=True))
         correct = tf.reduce_sum(tf.cast(tf.equal(tf.argmax(logits, -1, output_type=tf.int64), y), tf.float32))

@@ -162,6 +162,7 @@ def finetune_variant(
         head_weights=head.weights[: backbone.top_dim] / scale,
         head_bias=head.bias,
         seed=seed,
+        class_weight=config.head_class_weight,
         epochs=config.finetune_epochs,
         time_budget_s=config.finetune_budget_s,
         progress=say,
