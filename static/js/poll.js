@@ -8,7 +8,7 @@
   var label = document.getElementById("status-text");
   var slow = document.getElementById("slow");
   var slowAfter = (parseFloat(root.dataset.slowAfter) || 8) * 1000;
-  var words = { queued: "Waiting for a free worker…", running: "Identifying the shoe…" };
+  var words = { queued: "Waiting in line…", running: "Identifying the shoe…" };
   var delay = 700;
 
   window.setTimeout(function () { if (slow) { slow.hidden = false; } }, slowAfter);

@@ -260,7 +260,7 @@ def test_a_pending_result_has_a_taking_longer_notice_for_its_script():
     post_photo(client)
     html = client.get(f"/p/{Prediction.objects.get().id}/").content.decode()
     assert 'id="slow"' in html and "taking longer than usual" in html and 'data-slow-after="8"' in html
-    assert "Status: queued" not in html and "Waiting for a free worker" in html
+    assert "Status: queued" not in html and "Waiting in line" in html
 
 
 def test_a_correction_is_stored_with_the_right_brand_and_model():

@@ -76,7 +76,8 @@ def test_upload_a_photo_and_see_the_result(open_page, screenshot, live_worker, e
     for image in products.locator("img").all():
         image.scroll_into_view_if_needed()  # product pictures load lazily
         _wait_loaded(page, image)
-    expect(page.get_by_text(f"Model {e2e_model.name}")).to_be_visible()
+    page.locator("details.tech summary").click()  # the model version sits in the Details disclosure
+    expect(page.locator("details.tech")).to_contain_text(e2e_model.name)
     screenshot(page, "result")
     assert page.problems == []
 
