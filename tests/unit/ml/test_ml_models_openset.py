@@ -144,7 +144,7 @@ def test_training_fits_a_model_head_and_an_unknown_brand_rule(with_models, tmp_p
     assert {"top1", "top5", "log_loss", "threshold", "C", "temperature", "confusion"} <= set(model)
     assert result.metrics["config"]["model_min_photos"] == 2
     rule = result.artifact.unknown_brand
-    assert rule is not None and rule.kind == "energy"
+    assert rule is not None and rule.kind == "openset:energy"  # the default: worker.ml.openset's energy rule
     assert result.metrics["unknown_brand"]["val_known_refused"] <= 0.3
     assert result.artifact.metadata["abstain"]["unknown_brand_threshold"] == rule.threshold
     assert result.artifact.metadata["model_head"]["classes"] == 6

@@ -116,8 +116,9 @@ class TrainingConfig:
             be a class of the model head; fewer than two such models: no model head.
         model_target_accuracy, model_max_uncertain: the model head's "not sure" threshold
             (``choose_confidence_threshold`` on validation).
-        open_set: kind of the ``unknown_brand`` scorer (``worker.ml.unknown_brand.OPEN_SET_FITTERS``), or
-            None for no ``unknown_brand`` rule.
+        open_set: kind of the ``unknown_brand`` scorer (``worker.ml.unknown_brand``): ``"openset:<method>"``
+            for ``worker.ml.openset``'s rules (default energy with per-style thresholds, the leave-one-brand-out
+            finding), ``"energy"`` for the dependency-free baseline, or None for no ``unknown_brand`` rule.
         open_set_max_known_reject: share of known-brand validation photos the open-set threshold refuses.
         similarity_index: kind of the similarity index (``worker.ml.similarity.INDEX_KINDS``).
         imagenet_classifier_path: ``efficientnet_lite0_imagenet.keras``; enables ``not_footwear``.
@@ -145,7 +146,7 @@ class TrainingConfig:
     model_min_photos: int = MODEL_MIN_PHOTOS
     model_target_accuracy: float = MODEL_TARGET_ACCURACY
     model_max_uncertain: float = MODEL_MAX_UNCERTAIN
-    open_set: str | None = "energy"
+    open_set: str | None = "openset:energy"
     open_set_max_known_reject: float = DEFAULT_MAX_KNOWN_REJECT
     similarity_index: str = "numpy"
     imagenet_classifier_path: Path | None = None

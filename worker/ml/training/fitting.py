@@ -383,6 +383,8 @@ def fit_unknown_brand(
     val_y: np.ndarray,
     *,
     config: TrainingConfig,
+    train_styles: np.ndarray | None = None,
+    val_styles: np.ndarray | None = None,
 ) -> UnknownBrandFit:
     """Fit the open-set scorer ``config.open_set`` (``OPEN_SET_FITTERS``) on the training rows of known
     brands and choose its threshold on known-brand validation rows so that
@@ -394,6 +396,8 @@ def fit_unknown_brand(
         val_x: ``(M, D)`` validation rows; val_y: ``(M,)`` brands (rows of brands the head lacks are
             reported as unknown-brand photos refused, not used for the threshold).
         config: ``open_set``, ``open_set_max_known_reject``, ``seed``.
+        train_styles, val_styles: ``(N,)`` / ``(M,)`` photo styles of the rows (``"real-world"``,
+            ``"product-shot"``, ``""``), for scorers with a threshold per style; None: unknown.
 
     Raises:
         ValueError: ``config.open_set`` is not a registered kind (``resolve_kind``).
@@ -411,6 +415,8 @@ def fit_unknown_brand(
         head,
         seed=config.seed,
         max_known_reject=config.open_set_max_known_reject,
+        train_styles=None if train_styles is None else [str(x) for x in train_styles[known_train]],
+        val_styles=None if val_styles is None else [str(x) for x in val_styles[known_val]],
     )
     known = np.isin(val_y, head.classes)
     report: dict[str, Any] = {"kind": config.open_set, "max_known_reject": config.open_set_max_known_reject}

@@ -241,7 +241,18 @@ def train_model(
     )
     plain_train_x = np.concatenate([final_vectors[train], wild_vec[wild_train]])
     plain_train_y = np.concatenate([labels[train], wild_labels[wild_train]])
-    unknown = fit_unknown_brand(head, plain_train_x, plain_train_y, val_x, val_y, config=config)
+    catalog_styles = np.asarray([s.style for s in samples], dtype=object)
+    wild_styles = np.asarray([s if data.wild_styles else "" for s in styles], dtype=object)
+    unknown = fit_unknown_brand(
+        head,
+        plain_train_x,
+        plain_train_y,
+        val_x,
+        val_y,
+        config=config,
+        train_styles=np.concatenate([catalog_styles[train], wild_styles[wild_train]]),
+        val_styles=np.concatenate([catalog_styles[val], wild_styles[wild_val]]),
+    )
 
     models, wild_models = _models(samples), _models(wild)
     photo_counts = Counter(m for m in (*models[train], *wild_models[wild_train]) if m is not None)
@@ -271,7 +282,6 @@ def train_model(
 
     # 5. Reports.
     brand_report = {**best.fit.report(), **brand_test_report(head, final_vectors[test], labels[test])}
-    catalog_styles = np.asarray([s.style for s in samples])
     by_style = {
         style: brand_test_report(head, final_vectors[rows], labels[rows])
         for style in sorted(set(catalog_styles[test].tolist()) - {""})
