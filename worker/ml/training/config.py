@@ -21,6 +21,9 @@ WILD_TEST_FRACTION: Final = 0.4
 """Share of the wild photos (per style, grouped) held out untouched for evaluation; the rest trains."""
 AUGMENT_COPIES: Final = 2
 """Augmented copies per training photo for fine-tuning (``worker.ml.augment``)."""
+MODEL_C_GRID: Final = (10.0, 30.0, 100.0)
+"""Inverse L2 strengths tried for the model head: three, not five, as each fit over ~50 models costs minutes on
+2 cores; a 700-photo run of ``sneaker_models`` chose 30 from ``BRAND_C_GRID``."""
 MODEL_MIN_PHOTOS: Final = 20
 """Fewest training photos a named model needs to be a class of the model head."""
 MODEL_TARGET_ACCURACY: Final = 0.90
@@ -114,6 +117,7 @@ class TrainingConfig:
             variant with the lower calibrated validation log loss.
         model_min_photos: fewest training photos (catalog train + wild train) of a named model for it to
             be a class of the model head; fewer than two such models: no model head.
+        model_c_grid: inverse L2 strengths tried for the model head.
         model_target_accuracy, model_max_uncertain: the model head's "not sure" threshold
             (``choose_confidence_threshold`` on validation).
         open_set: kind of the ``unknown_brand`` scorer (``worker.ml.unknown_brand``): ``"openset:<method>"``
@@ -144,6 +148,7 @@ class TrainingConfig:
     finetune_budget_s: float = 900.0
     keep_variant: str | None = None
     model_min_photos: int = MODEL_MIN_PHOTOS
+    model_c_grid: tuple[float, ...] = MODEL_C_GRID
     model_target_accuracy: float = MODEL_TARGET_ACCURACY
     model_max_uncertain: float = MODEL_MAX_UNCERTAIN
     open_set: str | None = "openset:energy"
@@ -156,7 +161,8 @@ class TrainingConfig:
         """Validate and store grids as tuples."""
         object.__setattr__(self, "brand_c_grid", tuple(float(c) for c in self.brand_c_grid))
         object.__setattr__(self, "price_alpha_grid", tuple(float(a) for a in self.price_alpha_grid))
-        if not self.brand_c_grid or not self.price_alpha_grid:
+        object.__setattr__(self, "model_c_grid", tuple(float(c) for c in self.model_c_grid))
+        if not self.brand_c_grid or not self.price_alpha_grid or not self.model_c_grid:
             raise ValueError("hyper-parameter grids must not be empty")
         for low, high in ((self.val_fraction, self.test_fraction), (self.wild_val_fraction, self.wild_test_fraction)):
             if low < 0 or high < 0 or low + high >= 1:

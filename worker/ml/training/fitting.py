@@ -89,15 +89,17 @@ def fit_classifier(
     *,
     config: TrainingConfig,
     calibrate: bool = True,
+    c_grid: tuple[float, ...] | None = None,
 ) -> HeadFit:
-    """Fit a softmax head (``fit_brand_head``) per C of ``config.brand_c_grid``, keep the lowest validation
-    log loss, then fit its temperature on the validation rows it knows (Guo et al. 2017).
+    """Fit a softmax head (``fit_brand_head``) per C of ``c_grid`` (default ``config.brand_c_grid``), keep the
+    lowest validation log loss, then fit its temperature on the validation rows it knows (Guo et al. 2017).
 
     Args:
         train_x: ``(N, D) float32`` L2-normalised rows; train_y: ``(N,)`` labels.
         val_x: ``(M, D)`` validation rows; val_y: ``(M,)`` labels (labels unknown to the head ignored).
         config: seed, C grid and class weighting.
         calibrate: fit the temperature (False: T = 1).
+        c_grid: the C values tried (None: ``config.brand_c_grid``).
 
     Raises:
         ValueError: fewer than two distinct training labels.
@@ -106,7 +108,7 @@ def fit_classifier(
         raise ValueError("the training side needs at least two classes")
     best: tuple[float, float, BrandHead] | None = None
     curve: list[dict[str, float]] = []
-    for c_value in config.brand_c_grid if val_y.size else (DEFAULT_BRAND_C,):
+    for c_value in (c_grid or config.brand_c_grid) if val_y.size else (DEFAULT_BRAND_C,):
         head = fit_brand_head(
             train_x, train_y.tolist(), seed=config.seed, C=c_value, class_weight=config.head_class_weight
         )
@@ -240,7 +242,7 @@ def fit_model_head(
     photo_counts: Counter[str],
 ) -> ModelHeadFit:
     """Fit the model head: softmax over named models with at least ``config.model_min_photos`` training
-    photos, C and temperature on validation as the brand head, and its "not sure" threshold by
+    photos, C (``config.model_c_grid``) and temperature on validation as the brand head, and its "not sure" threshold by
     ``choose_confidence_threshold`` (``config.model_target_accuracy``, ``config.model_max_uncertain``).
 
     Args:
@@ -257,7 +259,12 @@ def fit_model_head(
     keep = np.isin(train_models, eligible)
     keep_val = np.isin(val_models, eligible)
     fit = fit_classifier(
-        train_x[keep], train_models[keep].astype(str), val_x[keep_val], val_models[keep_val].astype(str), config=config
+        train_x[keep],
+        train_models[keep].astype(str),
+        val_x[keep_val],
+        val_models[keep_val].astype(str),
+        config=config,
+        c_grid=config.model_c_grid,
     )
     brand_of: dict[str, str] = {}
     for model in fit.head.classes:
