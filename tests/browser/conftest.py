@@ -46,7 +46,9 @@ DESKTOP = {"width": 1280, "height": 900}
 PHONE = {"width": 390, "height": 844}
 """Phone viewport, CSS pixels (iPhone 12 to 15 portrait, as in Playwright's device descriptors)."""
 TIMEOUT_MS = 60_000
-"""Longest wait for a page element, milliseconds (a result waits for the worker; CPUs here are shared)."""
+"""Longest wait for a page action or a result, milliseconds (a result waits for the worker; CPUs are shared)."""
+EXPECT_TIMEOUT_MS = 20_000
+"""Longest wait of an ``expect`` assertion, milliseconds (Playwright's default, 5 s, is tight on busy CPUs)."""
 
 
 def _skip_or_fail(message: str) -> None:
@@ -67,9 +69,10 @@ def chromium() -> Iterator[object]:
     if not CHROMIUM.exists():
         _skip_or_fail(f"browser tests need Chromium at {CHROMIUM} (apt-get install chromium)")
     try:
-        from playwright.sync_api import sync_playwright
+        from playwright.sync_api import expect, sync_playwright
     except ImportError:
         _skip_or_fail("browser tests need the playwright package (pip install -r requirements-dev.txt)")
+    expect.set_options(timeout=EXPECT_TIMEOUT_MS)
     previous = os.environ.get("DJANGO_ALLOW_ASYNC_UNSAFE")
     playwright = sync_playwright().start()
     os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
