@@ -159,7 +159,9 @@ def _open_checked(data: bytes, *, max_bytes: int, max_pixels: int) -> Image.Imag
     if width * height > max_pixels:
         raise ImageRejected(
             IMAGE_TOO_MANY_PIXELS,
-            f"The image has {width} x {height} pixels; the limit is {max_pixels} pixels.",
+            # Megapixels, the unit of the upload page's hint (decimal, as cameras count them).
+            f"The image has {width} x {height} pixels ({width * height / 1e6:.1f} megapixels); "
+            f"the limit is {max_pixels / 1e6:g} megapixels.",
         )
     if min(width, height) < MIN_SIDE:
         raise ImageRejected(

@@ -18,5 +18,6 @@ from predictions.services import VISITOR_SESSION_KEY, prediction_claim_session
 def claim_uploads_on_login(sender: Any, request: HttpRequest | None, user: AbstractBaseUser, **kwargs: Any) -> None:
     """Move the uploads the browser made before sign-up or login (same session) to the account."""
     session = getattr(request, "session", None)
-    if session is not None:
-        prediction_claim_session(user=user, session_key=session.get(VISITOR_SESSION_KEY))
+    key = session.get(VISITOR_SESSION_KEY) if session is not None else None
+    if isinstance(key, str):  # sessions from before this entry held a key hold True
+        prediction_claim_session(user=user, session_key=key)

@@ -8,7 +8,6 @@ offers the login form, since the result may be theirs from before they logged ou
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 
 from django.conf import settings
@@ -43,27 +42,9 @@ def _session_key(request: HttpRequest, *, create: bool = False) -> str:
 
 
 def _megapixels(pixels: int) -> str:
-    """``64_000_000 -> "64"``, ``1_500_000 -> "1.5"`` (decimal megapixels, as cameras count them)."""
-    return f"{pixels / 1_000_000:.1f}".removesuffix(".0")
-
-
-def shopper_error_message(code: str, message: str) -> str:
-    """The words a shopper reads for a refused upload: the service's message, with limits in megapixels and
-    megabytes (the upload hint's units) instead of raw pixel and byte counts."""
-    limit_pixels = settings.SNEAKERS_UPLOAD_MAX_PIXELS
-    limit_bytes = settings.SNEAKERS_UPLOAD_MAX_BYTES
-    if code == "image_too_many_pixels":
-        found = re.search(r"(\d+) x (\d+)", message)
-        size = ""
-        if found:
-            width, height = int(found[1]), int(found[2])
-            size = f" ({width} x {height} pixels, {_megapixels(width * height)} megapixels)"
-        return f"The photo is too big{size}; the limit is {_megapixels(limit_pixels)} megapixels."
-    if code == "image_too_large":
-        found = re.search(r"(\d+) bytes", message)
-        size = f" ({int(found[1]) / 1024 / 1024:.1f} MB)" if found else ""
-        return f"The file is too large{size}; the limit is {limit_bytes // (1024 * 1024)} MB."
-    return message
+    """``64_000_000 -> "64"``, ``1_500_000 -> "1.5"``: decimal megapixels, as cameras count them and as
+    ``catalog.images.inspect_image`` words the limit in its refusal."""
+    return f"{pixels / 1e6:g}"
 
 
 def _upload_context(error: str = "") -> dict:
@@ -92,8 +73,7 @@ def upload_view(request: HttpRequest) -> HttpResponse:
             session_key=_session_key(request, create=not request.user.is_authenticated),
         )
     except ApplicationError as exc:
-        message = shopper_error_message(exc.code, exc.message)
-        return render(request, "predictions/upload.html", _upload_context(message), status=exc.status_code)
+        return render(request, "predictions/upload.html", _upload_context(exc.message), status=exc.status_code)
     return redirect("predictions:detail", prediction_id=prediction.id)
 
 
@@ -139,7 +119,7 @@ def failure_for(prediction: Prediction) -> Failure:
     if code.startswith("image_"):
         return Failure(
             "We could not read this photo",
-            shopper_error_message(code, prediction.error_message),
+            prediction.error_message,
             "Try another photo: a JPEG, PNG or WebP of one shoe.",
             False,
         )

@@ -251,7 +251,7 @@ def test_the_pixel_limit_reads_in_megapixels_in_the_hint_and_in_the_error(settin
     client = Client()
     assert "1.5 megapixels" in client.get("/").content.decode()
     html = post_photo(client, data=image_bytes(size=(1300, 1200))).content.decode()
-    assert "The photo is too big (1300 x 1200 pixels, 1.6 megapixels); the limit is 1.5 megapixels." in html
+    assert "The image has 1300 x 1200 pixels (1.6 megapixels); the limit is 1.5 megapixels." in html
     assert "1500000 pixels" not in html
 
 
