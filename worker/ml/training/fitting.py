@@ -35,8 +35,9 @@ from worker.ml.heads import (
     fit_temperature,
 )
 from worker.ml.metrics import classification_metrics, expected_calibration_error, log_loss, price_metrics
+from worker.ml.pipeline import BACKGROUND_RULES
 from worker.ml.training.config import MIN_PRICED_TRAIN, TrainingConfig, TrainingSample
-from worker.ml.training.photos import BACKGROUND_RULES, Embedded
+from worker.ml.training.photos import Embedded
 from worker.ml.training.splits import Split
 from worker.ml.unknown_brand import OPEN_SET_FITTERS, UnknownBrandRule, choose_known_threshold, resolve_kind
 

@@ -22,9 +22,6 @@ from worker.ml.preprocessing import prepare_photo
 if TYPE_CHECKING:
     from worker.ml.backbone import Backbone
 
-BACKGROUND_RULES = ("skip-plain", "always", "never")
-"""Test-time background rules, as ``worker.ml.pipeline.BACKGROUND_RULES``."""
-
 
 @dataclass(eq=False)
 class PhotoSquares:
