@@ -215,6 +215,15 @@ def feedback_view(request: HttpRequest, prediction_id: str) -> HttpResponse:
     return redirect(reverse("predictions:detail", args=[prediction.id]) + "#feedback")
 
 
+def _thumbnail_url(prediction: Prediction) -> str:
+    """The cut-out's URL, else the stored upload's when it is a picture (refused bytes are kept as ``.bin``)."""
+    if prediction.cutout:
+        return prediction.cutout.url
+    if prediction.image and prediction.image.name.endswith((".jpg", ".png", ".webp")):
+        return prediction.image.url
+    return ""
+
+
 @require_GET
 def history_view(request: HttpRequest) -> HttpResponse:
     """The visitor's own predictions, newest first, 24 per page."""
@@ -222,4 +231,5 @@ def history_view(request: HttpRequest) -> HttpResponse:
     page = Paginator(queryset, 24).get_page(request.GET.get("page"))
     for prediction in page.object_list:
         prediction.failure = failure_for(prediction) if prediction.status == Prediction.Status.FAILED else None
+        prediction.thumbnail_url = _thumbnail_url(prediction)
     return render(request, "predictions/history.html", {"page": page})

@@ -79,6 +79,8 @@ def test_a_shopper_corrects_the_model_and_staff_add_the_photo_to_the_catalog(ope
 
     page.get_by_text("Wrong answer? Tell us").click()
     page.get_by_label("Wrong model").check()
+    page.get_by_label("The right brand").select_option("redshoe")
+    expect(page.locator('#fb-model optgroup[data-brand="blueshoe"]')).to_be_disabled()  # only the brand's models
     page.get_by_label("The right brand").select_option("blueshoe")
     page.get_by_label("The right model").select_option(label="Blueshoe Racer")
     page.get_by_label("Anything else").fill("Racer in navy")
@@ -154,3 +156,38 @@ def test_staff_pages_brand_counts_metric_tables_and_prediction_thumbnails(open_p
     expect(thumbnail).to_be_visible()
     page.wait_for_function("img => img.complete && img.naturalWidth > 0", arg=thumbnail.element_handle())
     assert page.problems == [] and shopper.problems == []
+
+
+def test_a_not_sure_result_shows_candidates_above_the_fold_and_the_history_reads_plainly(open_page, screenshot):
+    page = open_page(PHONE)
+    failed = _upload(page)
+    Prediction.objects.filter(id=failed.id).update(
+        status="failed", error_code="image_unreadable", error_message="The file is not a readable image."
+    )
+    unsure = _upload(page)
+    Prediction.objects.filter(id=unsure.id).update(
+        status="succeeded",
+        brand="",
+        abstain={"reason": "low_confidence", "score": 0.41},
+        brands=[{"name": "blueshoe", "probability": 0.41}, {"name": "redshoe", "probability": 0.38}],
+        shoe_models=[{"name": "Blueshoe Racer", "brand": "blueshoe", "probability": 0.3}],
+        price_estimate_usd=90,
+        price_low_usd=60,
+        price_high_usd=130,
+    )
+    page.reload()
+    expect(page.get_by_role("heading", level=1)).to_have_text("Not sure which brand this is")
+    candidates = page.locator("ul.candidates li")
+    expect(candidates).to_have_count(2)
+    box = candidates.last.bounding_box()
+    assert box["y"] + box["height"] <= PHONE["height"], "the candidates must be on the first phone screen"
+    screenshot(page, "phone-not-sure")
+    page.get_by_role("link", name="History").click()
+    items = page.locator("ul.history li")
+    expect(items).to_have_count(2)
+    expect(items.nth(0)).to_contain_text("Not sure")
+    expect(items.nth(1)).to_contain_text("Photo not readable")
+    screenshot(page, "phone-history")
+    page.get_by_role("link", name="Identify", exact=True).click()
+    screenshot(page, "phone-upload")
+    assert page.problems == []
