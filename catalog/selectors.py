@@ -6,7 +6,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from decimal import Decimal
 
-from django.db.models import Prefetch, QuerySet
+from django.db.models import Case, DecimalField, F, IntegerField, Prefetch, QuerySet, Value, When
+from django.db.models.functions import Abs
 
 from catalog.models import Brand, Product, ProductImage
 
@@ -115,28 +116,24 @@ def product_list_more_like(*, product: Product, limit: int = 8) -> list[Product]
     and never the product's own family), with images.
 
     A cheap catalog rule, not visual similarity: image embeddings live in the worker's artifact, which the
-    web process does not load.
+    web process does not load. The database orders the candidates; the first ``limit * 10`` are read.
     """
+    price = product.price_usd
+    gap = Abs(F("price_usd") - price) if price is not None else Value(0, output_field=DecimalField())
     candidates = (
         product_list()
-        .filter(brand=product.brand)
+        .filter(brand=product.brand, images__isnull=False)
         .exclude(name__iexact=product.name)
-        .exclude(images__isnull=True)
         .distinct()
+        .annotate(
+            _other_kind=Case(When(kind=product.kind, then=Value(0)), default=Value(1), output_field=IntegerField()),
+            _gap=gap,
+        )
+        .order_by("_other_kind", F("_gap").asc(nulls_last=True), F("price_usd").asc(nulls_last=True), "name", "id")
     )
-    price = product.price_usd
-
-    def closeness(other: Product) -> tuple:
-        same_kind = 0 if other.kind == product.kind else 1
-        if price is None or other.price_usd is None:
-            gap = Decimal("Infinity") if other.price_usd is None else Decimal(0)
-        else:
-            gap = abs(other.price_usd - price)
-        return (same_kind, gap, other.name.casefold(), other.id)
-
     chosen: list[Product] = []
     seen: set[str] = set()
-    for other in sorted(candidates[:500], key=closeness):
+    for other in candidates[: limit * 10]:
         family = other.name.casefold()
         if family in seen:
             continue

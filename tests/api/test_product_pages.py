@@ -110,3 +110,14 @@ def test_similar_products_in_a_result_link_to_their_product_pages_and_say_when_t
     assert f'href="/products/{priced.id}/"' in html and f'href="/products/{unpriced.id}/"' in html
     assert "$140.00 <small>retail price</small>" in html and "no price in our catalog" in html
     assert "similarity 0.80" not in html  # engineers' words live in the details disclosure
+
+
+def test_more_like_this_of_a_named_model_lists_other_models_before_listings_of_the_brand():
+    brand = BrandFactory(slug="nike", name="Nike")
+    product = ProductFactory(brand=brand, name="Nike Air Jordan 1 High", price_usd=170, kind=Product.Kind.MODEL)
+    listings = [ProductFactory(brand=brand, name=f"Air Jordan {i}", price_usd=None) for i in range(12)]
+    other_model = ProductFactory(brand=brand, name="Nike Dunk Low", price_usd=110, kind=Product.Kind.MODEL)
+    for item in (product, *listings, other_model):
+        ProductImageFactory(product=item)
+    more = Client().get(f"/products/{product.id}/").context["more"]
+    assert more[0] == other_model and len(more) == 8
