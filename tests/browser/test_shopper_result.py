@@ -82,6 +82,10 @@ def test_desktop_result_and_product_page(open_page, screenshot, live_worker, e2e
     screenshot(page, "desktop-result")
     page.locator("ul.products li a").first.click()
     expect(page.get_by_role("heading", name="More like this")).to_be_visible()
+    second = page.locator(".thumbs a.thumb").nth(1)  # tiny catalog products have two photos
+    second.click()
+    expect(page.locator(".main-photo")).to_have_attribute("src", second.get_attribute("href"))
+    expect(second).to_have_class(re.compile(r"\bcurrent\b"))
     for image in page.locator("img").all():
         image.scroll_into_view_if_needed()
         page.wait_for_function(LOADED, arg=image.element_handle())
