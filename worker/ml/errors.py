@@ -4,34 +4,25 @@ from __future__ import annotations
 
 from typing import Final
 
-IMAGE_EMPTY: Final = "image_empty"
 IMAGE_TOO_LARGE: Final = "image_too_large"
 IMAGE_UNREADABLE: Final = "image_unreadable"
-IMAGE_FORMAT_UNSUPPORTED: Final = "image_format_unsupported"
 IMAGE_TOO_MANY_PIXELS: Final = "image_too_many_pixels"
-IMAGE_TOO_SMALL: Final = "image_too_small"
 
-IMAGE_ERROR_CODES: Final = (
-    IMAGE_EMPTY,
-    IMAGE_TOO_LARGE,
-    IMAGE_UNREADABLE,
-    IMAGE_FORMAT_UNSUPPORTED,
-    IMAGE_TOO_MANY_PIXELS,
-    IMAGE_TOO_SMALL,
-)
+IMAGE_ERROR_CODES: Final = (IMAGE_TOO_LARGE, IMAGE_UNREADABLE, IMAGE_TOO_MANY_PIXELS)
+"""What the worker's decoder (``worker.ml.images.load_rgb``) can say about bytes. The upload checks
+(``catalog.images.inspect_image``) refuse more (empty, unsupported format, too small) before a photo
+ever reaches a worker; the codes are the same strings, the API's ``error.code``."""
 
 MODEL_UNAVAILABLE: Final = "model_unavailable"
 
 
 class ImageError(Exception):
-    """The bytes of an upload are not an image this service accepts. A permanent error: do not retry.
+    """The worker could not decode these bytes into a photo. A permanent error: do not retry.
 
     Attributes:
-        code: one of ``IMAGE_ERROR_CODES``:
-            ``image_empty`` (no bytes), ``image_too_large`` (more bytes than the limit),
-            ``image_unreadable`` (not an image, truncated or corrupt), ``image_format_unsupported``
-            (decodes, but is not JPEG, PNG or WebP), ``image_too_many_pixels`` (width x height over the
-            limit; decompression bombs), ``image_too_small`` (a side under the minimum, in pixels).
+        code: one of ``IMAGE_ERROR_CODES``: ``image_too_large`` (more bytes than the limit),
+            ``image_unreadable`` (not an image, truncated or corrupt), ``image_too_many_pixels``
+            (width x height over the limit; decompression bombs).
         message: a sentence for people (English), safe to show to the uploader.
     """
 
