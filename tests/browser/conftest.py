@@ -18,14 +18,13 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from django.conf import settings as django_settings
 
-from tests.e2e.conftest import e2e_model, process_env, require_services, worker_argv  # noqa: F401 - fixture reused
+from tests.e2e.conftest import e2e_model, process_env, require_services, worker_process  # noqa: F401 - fixture reused
 
 ROOT = Path(__file__).resolve().parents[2]
 CHROMIUM = Path(os.environ.get("SNEAKERS_BROWSER_CHROMIUM", "/usr/bin/chromium"))
@@ -155,11 +154,6 @@ def _worker_process(django_db_setup, tiny_backbone_path, _worker_dirs) -> Iterat
     own model version into the same media folder, and the worker loads whichever version is active.
     """
     require_services()
-    from sneakers.celery import app
-
-    with app.connection_for_write() as connection:  # drop messages other tests left in the test broker
-        for queue in ("inference", "default"):
-            connection.default_channel.queue_purge(queue)
     env = process_env(
         _worker_dirs["var"],
         tiny_backbone_path,
@@ -169,17 +163,8 @@ def _worker_process(django_db_setup, tiny_backbone_path, _worker_dirs) -> Iterat
     )
     env.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)
     log_path = _worker_dirs["var"] / "worker.log"
-    with log_path.open("w") as log:
-        process = subprocess.Popen(worker_argv(queues="inference"), cwd=ROOT, env=env, stdout=log, stderr=log)
-        try:
-            yield log_path
-        finally:
-            process.terminate()
-            try:
-                process.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait(timeout=20)
+    with worker_process(env, log_path):
+        yield log_path
 
 
 @pytest.fixture

@@ -3,9 +3,12 @@ the environment that worker/web subprocesses need to share the test's database, 
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
+import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -59,6 +62,31 @@ def process_env(tmp_path: Path, backbone_path: Path, broker_url: str, **extra: s
         "SNEAKERS_VAR_DIR": str(tmp_path / "var"),
         **extra,
     }
+
+
+@contextlib.contextmanager
+def worker_process(env: dict[str, str], log_path: Path, *, queues: str = "inference") -> Iterator[subprocess.Popen]:
+    """A real ``celery worker`` process (the test broker's queues purged first), stopped on exit.
+
+    Output goes to ``log_path``; the process gets ``terminate`` and, after 20 s, ``kill``.
+    """
+    from sneakers.celery import app
+
+    with app.connection_for_write() as connection:  # drop messages other tests left in the test broker
+        for queue in ("inference", "default"):
+            connection.default_channel.queue_purge(queue)
+    root = Path(__file__).resolve().parents[2]
+    with log_path.open("w") as log:
+        process = subprocess.Popen(worker_argv(queues=queues), cwd=root, env=env, stdout=log, stderr=subprocess.STDOUT)
+        try:
+            yield process
+        finally:
+            process.terminate()
+            try:
+                process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait(timeout=20)
 
 
 @pytest.fixture

@@ -12,7 +12,6 @@ Needs PostgreSQL and Redis like the other end-to-end tests (skips, or fails unde
 from __future__ import annotations
 
 import contextlib
-import subprocess
 import time
 import urllib.request
 import uuid
@@ -23,7 +22,7 @@ import boto3
 import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
 
-from tests.e2e.conftest import process_env, require_services, worker_argv
+from tests.e2e.conftest import process_env, require_services, worker_process
 from tests.tiny_catalog import BRAND_COLOURS, shoe_photo
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -98,23 +97,9 @@ def bucket_objects(endpoint: str, bucket: str) -> dict[str, bytes]:
 @contextlib.contextmanager
 def running_worker(settings, tmp_path: Path, backbone_path: Path, extra_env: dict[str, str]):
     """A real ``celery worker`` process on the inference queue with the given extra environment."""
-    from sneakers.celery import app
-
-    with app.connection_for_write() as connection:  # drop messages other tests left in the test broker
-        for queue in ("inference", "default"):
-            connection.default_channel.queue_purge(queue)
     env = process_env(tmp_path, backbone_path, settings.CELERY_BROKER_URL, **extra_env)
-    log = (tmp_path / "worker.log").open("w")
-    process = subprocess.Popen(worker_argv(queues="inference"), cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
-    try:
+    with worker_process(env, tmp_path / "worker.log") as process:
         yield process
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            process.kill()
-        log.close()
 
 
 @pytest.fixture

@@ -7,14 +7,13 @@ Skips with the reason when they are not configured, except under CI (``CI=true``
 from __future__ import annotations
 
 import contextlib
-import subprocess
 import time
 from pathlib import Path
 
 import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
 
-from tests.e2e.conftest import process_env, require_services, worker_argv
+from tests.e2e.conftest import process_env, require_services, worker_process
 from tests.tiny_catalog import BRAND_COLOURS, shoe_photo
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -24,29 +23,9 @@ pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
 @contextlib.contextmanager
 def running_worker(settings, tmp_path: Path, backbone_path: Path):
     """A real ``celery worker`` process on the inference queue, sharing the test's database and media."""
-    from sneakers.celery import app
-
-    with app.connection_for_write() as connection:  # drop messages other tests left in the test broker
-        for queue in ("inference", "default"):
-            connection.default_channel.queue_purge(queue)
     env = process_env(tmp_path, backbone_path, settings.CELERY_BROKER_URL)
-    log = (tmp_path / "worker.log").open("w")
-    process = subprocess.Popen(
-        worker_argv(queues="inference"),
-        cwd=ROOT,
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    try:
+    with worker_process(env, tmp_path / "worker.log") as process:
         yield process
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            process.kill()
-        log.close()
 
 
 def test_api_upload_is_processed_by_a_real_worker(settings, tiny_backbone_path, tmp_path, e2e_model, partner_token):
