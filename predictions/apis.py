@@ -46,6 +46,9 @@ class SimilarProductSerializer(serializers.Serializer):
     price_usd = serializers.FloatField(allow_null=True)
     score = serializers.FloatField(help_text="Cosine similarity in [-1, 1].")
     image_url = serializers.CharField(allow_null=True)
+    product_url = serializers.URLField(
+        help_text="The product's page on the site (photos, price and its source, shop link)."
+    )
 
 
 class ModelScoreSerializer(serializers.Serializer):
@@ -119,7 +122,11 @@ class PredictionOutputSerializer(serializers.Serializer):
     def get_similar(self, obj: Prediction) -> list[dict[str, Any]]:
         request = self.context["request"]
         return [
-            {**item, "image_url": _absolute(request, item["image_url"]) if item.get("image_url") else None}
+            {
+                **item,
+                "image_url": _absolute(request, item["image_url"]) if item.get("image_url") else None,
+                "product_url": request.build_absolute_uri(reverse("catalog:product", args=[item["product_id"]])),
+            }
             for item in obj.similar
         ]
 

@@ -165,3 +165,13 @@ def test_a_result_carries_the_named_model_and_its_candidates(token_client):
     Prediction.objects.filter(id=body["id"]).update(shoe_model="")  # the model head is not sure
     detail = token_client.get(f"/api/v1/predictions/{body['id']}/").json()
     assert detail["model"] is None and detail["models"] == candidates
+
+
+def test_similar_products_link_to_their_product_pages(token_client):
+    body = token_client.post("/api/v1/predictions/", {"image": photo()}, format="multipart").json()
+    item = {"product_id": 871, "name": "Vans Old Skool - Men's", "brand": "vans", "price_usd": 60.0, "score": 0.9}
+    Prediction.objects.filter(id=body["id"]).update(
+        status="succeeded", brand="vans", similar=[{**item, "image_url": None}]
+    )
+    detail = token_client.get(f"/api/v1/predictions/{body['id']}/").json()
+    assert detail["similar"][0]["product_url"] == "http://testserver/products/871/"
