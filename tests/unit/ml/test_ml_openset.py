@@ -188,3 +188,19 @@ def test_per_style_thresholds_stop_refusing_real_world_photos_of_known_brands():
         train, train_y, val, val_y, head, method="max_logit", train_styles=[""] * len(train_y), val_styles=val_s
     )
     assert blank.style_coef is None and blank.threshold == one.threshold
+
+
+def test_only_the_rules_that_read_them_store_prototypes_and_the_bank():
+    train, train_y, val, val_y, _, head = known_and_unknown()
+    sizes = {
+        method: {
+            key: fit_open_set(train, train_y, val, val_y, head, method=method).to_arrays()[key].size
+            for key in ("prototypes", "bank")
+        }
+        for method in METHODS
+    }
+    for method in ("msp", "max_logit", "energy"):
+        assert sizes[method] == {"prototypes": 0, "bank": 0}
+    assert sizes["prototype"]["prototypes"] > 0 and sizes["prototype"]["bank"] == 0
+    assert sizes["knn"]["bank"] > 0 and sizes["knn"]["prototypes"] == 0
+    assert sizes["stacked"]["bank"] > 0 and sizes["stacked"]["prototypes"] > 0
