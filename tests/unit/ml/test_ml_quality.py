@@ -102,7 +102,14 @@ def finetuned(tapped_backbone, tmp_path_factory):
     negatives = [lambda i=i: to_bytes(np.full((40, 40, 3), 20 * i, np.uint8), "PNG") for i in range(1, 5)]
     workdir = tmp_path_factory.mktemp("work")
     result = train_model(
-        TrainingData(catalog=_samples(), wild=wild, wild_styles=styles, negatives=negatives),
+        TrainingData(
+            catalog=_samples(),
+            wild=wild,
+            wild_styles=styles,
+            negatives=negatives,
+            # Scene categories: the fine-tuning copies are pasted on the tuning half of these.
+            negative_categories=["landscape", "building_street", "landscape", "plant_fungi"],
+        ),
         TrainingConfig(
             seed=0, finetune=True, workdir=workdir, augment_copies=1, finetune_epochs=2, keep_variant="fine-tuned"
         ),
@@ -120,6 +127,9 @@ def test_finetune_path_reports_both_variants_and_pngs(finetuned):
     assert metrics["variant"] == "fine-tuned"  # forced by keep_variant
     assert result.artifact.metadata["variant"] == metrics["variant"]
     assert 1 <= len(metrics["finetune"]["history"]) <= 2
+    augmentation = metrics["finetune"]["augmentation"]
+    assert augmentation["scenes"] == 2  # the tuning half of the four negatives
+    assert set(augmentation["copies_per_brand"]) == set(COLOURS)
     assert {"loss", "accuracy", "val_log_loss", "val_accuracy"} <= set(metrics["finetune"]["history"][0])
     assert set(metrics["wild"]) >= {"real-world", "product-shot", "counts"}
     assert sum(metrics["wild"]["counts"].values()) == 12

@@ -9,6 +9,7 @@ Modules: ``config`` (``TrainingConfig``, ``TrainingData``, ``TrainingSample``), 
 from worker.ml.training.config import (
     AUGMENT_COPIES,
     BRAND_C_GRID,
+    MAX_AUGMENT_COPIES,
     MIN_PRICED_TRAIN,
     PRICE_ALPHA_GRID,
     WILD_TEST_FRACTION,
@@ -23,6 +24,7 @@ from worker.ml.training.splits import Split, SplitPlan, grouped_split, plan_spli
 __all__ = [
     "AUGMENT_COPIES",
     "BRAND_C_GRID",
+    "MAX_AUGMENT_COPIES",
     "MIN_PRICED_TRAIN",
     "PRICE_ALPHA_GRID",
     "WILD_TEST_FRACTION",

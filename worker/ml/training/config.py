@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Final
 
+from worker.ml.augment import SCENE_CATEGORIES
 from worker.ml.unknown_brand import DEFAULT_MAX_KNOWN_REJECT
 
 BRAND_C_GRID: Final = (1.0, 3.0, 10.0, 30.0, 100.0)
@@ -20,7 +21,10 @@ WILD_VAL_FRACTION: Final = 0.3
 WILD_TEST_FRACTION: Final = 0.4
 """Share of the wild photos (per style, grouped) held out untouched for evaluation; the rest trains."""
 AUGMENT_COPIES: Final = 2
-"""Augmented copies per training photo for fine-tuning (``worker.ml.augment``)."""
+"""Augmented copies per training photo for fine-tuning (``worker.ml.augment.phone_photo``)."""
+MAX_AUGMENT_COPIES: Final = 6
+"""Most augmented copies per training photo of a rare brand with ``balanced_copies`` (asics: 51 photos in
+``sneaker_models`` against nike's 1,336; 6 copies cost ~0.01-0.02 s each to draw, the trunk pass dominates)."""
 MODEL_C_GRID: Final = (10.0, 30.0, 100.0)
 """Inverse L2 strengths tried for the model head: three, not five, as each fit over ~50 models costs minutes on
 2 cores; a 700-photo run of ``sneaker_models`` chose 30 from ``BRAND_C_GRID``."""
@@ -110,7 +114,14 @@ class TrainingConfig:
         class_weight: ``"balanced"`` (``n / (C n_c)``), ``"effective"`` (Cui et al. 2019) or ``"none"``:
             how the heads weigh rare brands and models (``worker.ml.heads.class_weights``).
         finetune: also fine-tune the top of the backbone and keep the better variant.
-        augment_copies: augmented copies per training photo for fine-tuning.
+        augment_copies: augmented copies (``worker.ml.augment.phone_photo``) per training photo for
+            fine-tuning; with ``balanced_copies`` the fewest a photo of any brand gets.
+        balanced_copies: class-balanced sampling of the copies: photos of rarer brands get more
+            (``worker.ml.training.augmentation.copies_per_brand``), up to ``max_augment_copies``.
+        max_augment_copies: the most copies per photo with ``balanced_copies`` (``augment_copies`` when
+            that is larger).
+        scene_categories: categories of ``TrainingData.negative_categories`` whose photos (tuning half
+            only) are the real backgrounds the copies are pasted on; empty or none found: synthetic ones.
         finetune_epochs: maximum fine-tuning epochs.
         finetune_budget_s: fine-tuning time budget in seconds (checked after each epoch).
         keep_variant: ``"head-only"`` or ``"fine-tuned"`` to override the validation choice; None: the
@@ -129,7 +140,9 @@ class TrainingConfig:
         workdir: folder for caches of photo squares and trunk activations (reused across runs).
 
     Raises:
-        ValueError: empty grids, bad fractions, unknown class weighting, ``model_min_photos < 1``.
+        ValueError: empty grids, bad fractions, unknown class weighting, ``model_min_photos < 1``,
+            ``augment_copies < 0`` or ``max_augment_copies < 0``, an empty scene category or a string
+            given as ``scene_categories``.
     """
 
     seed: int = 42
@@ -144,6 +157,9 @@ class TrainingConfig:
     class_weight: str = "balanced"
     finetune: bool = False
     augment_copies: int = AUGMENT_COPIES
+    balanced_copies: bool = True
+    max_augment_copies: int = MAX_AUGMENT_COPIES
+    scene_categories: tuple[str, ...] = SCENE_CATEGORIES
     finetune_epochs: int = 6
     finetune_budget_s: float = 900.0
     keep_variant: str | None = None
@@ -162,6 +178,15 @@ class TrainingConfig:
         object.__setattr__(self, "brand_c_grid", tuple(float(c) for c in self.brand_c_grid))
         object.__setattr__(self, "price_alpha_grid", tuple(float(a) for a in self.price_alpha_grid))
         object.__setattr__(self, "model_c_grid", tuple(float(c) for c in self.model_c_grid))
+        if isinstance(self.scene_categories, str):
+            raise ValueError("scene_categories must be a sequence of category names, not one string")
+        object.__setattr__(self, "scene_categories", tuple(str(c) for c in self.scene_categories))
+        if any(not c for c in self.scene_categories):
+            raise ValueError("scene categories must not be empty strings")
+        if self.augment_copies < 0:
+            raise ValueError(f"augment_copies must be >= 0, got {self.augment_copies}")
+        if self.max_augment_copies < 0:
+            raise ValueError(f"max_augment_copies must be >= 0, got {self.max_augment_copies}")
         if not self.brand_c_grid or not self.price_alpha_grid or not self.model_c_grid:
             raise ValueError("hyper-parameter grids must not be empty")
         for low, high in ((self.val_fraction, self.test_fraction), (self.wild_val_fraction, self.wild_test_fraction)):

@@ -16,7 +16,7 @@ from worker.ml.background import Remover
 from worker.ml.heads import BrandHead
 from worker.ml.images import DEFAULT_MAX_SIDE, load_rgb
 from worker.ml.preprocessing import prepare_photo
-from worker.ml.training.augmentation import training_copies
+from worker.ml.training.augmentation import Scenes, copies_per_brand, training_copies
 from worker.ml.training.config import TrainingConfig, TrainingSample
 from worker.ml.training.photos import Embedded, PhotoSquares, rule_pick
 from worker.ml.training.splits import Split
@@ -62,12 +62,15 @@ def finetune_variant(
     *,
     config: TrainingConfig,
     say: Callable[[str], None],
+    scenes: Scenes | None = None,
 ) -> FinetuneOutcome:
     """Fine-tune the top of the backbone on cached trunk activations (``worker.ml.finetune``).
 
     Trunk activations of each catalog photo (``prepare_photo`` with ``remover``, plain backgrounds
-    skipped) and, for training photos, of its mirror and ``config.augment_copies`` augmented copies
-    (``training_copies``) are computed once and cached under ``config.workdir``; the top is trained for
+    skipped) and, for training photos, of its mirror and its augmented copies (``training_copies``: phone
+    photos on ``scenes``; ``copies_per_brand`` of them, ``config.augment_copies`` for common brands, more
+    for rare ones with ``config.balanced_copies``) are computed once and cached under ``config.workdir``
+    (keyed by backbone, cut, augmenter, scene set, seed, remover and copy count); the top is trained for
     at most ``config.finetune_epochs`` epochs / ``config.finetune_budget_s`` seconds with early stopping
     on validation (catalog val + wild val under background ``rule``).
 
@@ -83,18 +86,30 @@ def finetune_variant(
         trunk_activations,
     )
 
-    seed, copies, workdir = config.seed, config.augment_copies, config.workdir
+    seed, workdir = config.seed, config.workdir
+    scenes = scenes if scenes is not None else Scenes()
     started = time.perf_counter()
     scale = tap_scale(backbone.taps)
     spec = backbone.spec
     trunk, top_original, cut = split_backbone(backbone.model)
     top = clone_top(top_original)
     train_set = set(split.train.tolist())
-    tag = f"{backbone.fingerprint}-{cut}-k{copies}-s{seed}-{remover.name if remover is not None else 'none'}"
+    per_brand = copies_per_brand(
+        [str(b) for b in labels[split.train]],
+        base=config.augment_copies,
+        most=config.max_augment_copies,
+        balanced=config.balanced_copies,
+    )
+    say(f"augmented copies per training photo: {per_brand}; {len(scenes.images)} scene photos")
+    remover_name = remover.name if remover is not None else "none"
+    # "phone1": worker.ml.augment.phone_photo; bump it when the augmentation changes (stale caches).
+    tag = f"{backbone.fingerprint}-{cut}-phone1-{scenes.fingerprint}-s{seed}-{remover_name}"
     folder = Path(workdir) / "activations" / tag if workdir is not None else None
     clean, flipped, augmented, augmented_labels = [], [], [], []
     for i, sample in enumerate(samples):
-        path = folder / f"{sample.sha256}.{'t' if i in train_set else 'o'}.npy" if folder is not None else None
+        copies = per_brand.get(str(labels[i]), 0)
+        name = f"{sample.sha256}.t{copies}.npy" if i in train_set else f"{sample.sha256}.o.npy"
+        path = folder / name if folder is not None else None
         if path is not None and path.exists():
             stack = np.load(path, allow_pickle=False)
         else:
@@ -102,7 +117,13 @@ def finetune_variant(
             squares = [prepared.square]
             if i in train_set:
                 squares += training_copies(
-                    prepared.cutout.image, prepared.square, spec=spec, seed=seed, row=i, copies=copies
+                    prepared.cutout.image,
+                    prepared.square,
+                    spec=spec,
+                    seed=seed,
+                    row=i,
+                    copies=copies,
+                    scenes=scenes.images,
                 )
             stack = trunk_activations(trunk, np.stack(squares), spec=spec)
             if path is not None:
@@ -191,7 +212,13 @@ def finetune_variant(
 
     info = {
         "cut_layer": cut,
-        "augment_copies": copies,
+        "augment_copies": config.augment_copies,
+        "augmentation": {
+            "kind": "phone_photo",
+            "scenes": len(scenes.images),
+            "scene_categories": list(config.scene_categories),
+            "copies_per_brand": per_brand,
+        },
         "train_rows": int(train_x.shape[0]),
         "val_rows": int(val_x.shape[0]),
         "best_epoch": report.best_epoch,

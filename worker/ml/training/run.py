@@ -174,7 +174,11 @@ def train_model(
     finetune_info: dict[str, Any] = {}
     finetuned_bytes: bytes | None = None
     if config.finetune:
+        from worker.ml.training.augmentation import load_scenes
         from worker.ml.training.finetuning import finetune_variant
+
+        scenes = load_scenes(data, plan.negatives_tune, plan.negative_hashes, config)
+        say(f"{len(scenes.images)} scene photos ({', '.join(config.scene_categories)}) for the augmented copies")
 
         fine = finetune_variant(
             samples,
@@ -193,6 +197,7 @@ def train_model(
             variants["head-only"].fit.head,
             config=config,
             say=say,
+            scenes=scenes,
         )
         finetune_info = fine.info
         curves["fine-tuned"] = fine.info["history"]
