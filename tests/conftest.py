@@ -6,7 +6,7 @@ import io
 from pathlib import Path
 
 import pytest
-from PIL import Image
+from PIL import Image, ImageFile
 
 SHARED_DIR = Path(__file__).resolve().parents[1].parent / "shared"
 
@@ -74,3 +74,21 @@ def tiny_backbone_path(tmp_path_factory) -> Path:
     from worker.ml.testing import build_tiny_backbone
 
     return build_tiny_backbone(tmp_path_factory.mktemp("weights") / "tiny.keras", dim=16, seed=0)
+
+
+@pytest.fixture
+def decodes(monkeypatch) -> list[tuple[str | None, tuple[int, int]]]:
+    """Record ``(format, size)`` each time Pillow decodes pixel data (``ImageFile.load``), in decode order.
+
+    ``size`` is the image's size at decode time: after ``Image.draft`` it is the reduced size the JPEG
+    decoder produces (1/2, 1/4 or 1/8 of the stored size; Pillow's ``JpegImageFile.draft``).
+    """
+    calls: list[tuple[str | None, tuple[int, int]]] = []
+    original = ImageFile.ImageFile.load
+
+    def load(self):
+        calls.append((self.format, self.size))
+        return original(self)
+
+    monkeypatch.setattr(ImageFile.ImageFile, "load", load)
+    return calls

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from PIL import Image, ImageFile
+from PIL import Image
 
 import catalog.images as images_module
 from catalog.images import MIN_SIDE, ImageRejected, inspect_image
@@ -58,24 +58,6 @@ def png_from_scanlines(width: int, height: int, scanlines: bytes, *, interlace: 
 
 def grey_rows(width: int, rows: int, filter_byte: int = 0) -> bytes:
     return (bytes([filter_byte]) + b"\x80" * (3 * width)) * rows
-
-
-@pytest.fixture
-def decodes(monkeypatch) -> list[tuple[str | None, tuple[int, int]]]:
-    """Record ``(format, size)`` each time Pillow decodes pixel data (``ImageFile.load``), in decode order.
-
-    ``size`` is the image's size at decode time: after ``Image.draft`` it is the reduced size the JPEG
-    decoder produces (1/2, 1/4 or 1/8 of the stored size; Pillow's ``JpegImageFile.draft``).
-    """
-    calls: list[tuple[str | None, tuple[int, int]]] = []
-    original = ImageFile.ImageFile.load
-
-    def load(self):
-        calls.append((self.format, self.size))
-        return original(self)
-
-    monkeypatch.setattr(ImageFile.ImageFile, "load", load)
-    return calls
 
 
 def error_code(*args, **kwargs) -> str:

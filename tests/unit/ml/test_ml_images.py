@@ -13,7 +13,7 @@ import zlib
 
 import numpy as np
 import pytest
-from PIL import Image, ImageFile
+from PIL import Image
 
 from tests.unit.ml.ml_helpers import draw_shoe, to_bytes
 from worker.ml.errors import ImageError
@@ -40,24 +40,6 @@ def png_header_only(width: int, height: int) -> bytes:
 
     ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
     return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\0" * 16)) + chunk(b"IEND", b"")
-
-
-@pytest.fixture
-def decodes(monkeypatch) -> list[tuple[str | None, tuple[int, int]]]:
-    """Record ``(format, size)`` each time Pillow decodes pixel data (``ImageFile.load``), in decode order.
-
-    ``size`` is the image's size at decode time: after ``Image.draft`` it is the reduced size the JPEG
-    decoder produces (1/2, 1/4 or 1/8 of the stored size; Pillow's ``JpegImageFile.draft``).
-    """
-    calls: list[tuple[str | None, tuple[int, int]]] = []
-    original = ImageFile.ImageFile.load
-
-    def load(self):
-        calls.append((self.format, self.size))
-        return original(self)
-
-    monkeypatch.setattr(ImageFile.ImageFile, "load", load)
-    return calls
 
 
 def error_code(call, *args, **kwargs) -> str:
