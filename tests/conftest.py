@@ -92,3 +92,12 @@ def decodes(monkeypatch) -> list[tuple[str | None, tuple[int, int]]]:
 
     monkeypatch.setattr(ImageFile.ImageFile, "load", load)
     return calls
+
+
+@pytest.fixture(autouse=True)
+def _heads_only_training(settings) -> None:
+    """Tests train tiny backbones that have no block to fine-tune: ``train`` fits the heads only.
+
+    Fine-tuning has its own tests (``tests/unit/ml/test_ml_quality.py``, ``test_ml_augment.py``).
+    """
+    settings.SNEAKERS_FINETUNE = False

@@ -1,5 +1,6 @@
 """``manage.py train``: train a model version on the catalog and print its test metrics."""
 
+import argparse
 import json
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
@@ -19,13 +20,15 @@ class Command(BaseCommand):
         parser.add_argument("--no-flip", action="store_true", help="Skip horizontal-flip augmentation.")
         parser.add_argument(
             "--finetune",
-            action="store_true",
-            help="Also fine-tune the top of the backbone (about 10 minutes on 2 CPU cores); the variant that "
-            "is better on validation is kept. Default: SNEAKERS_FINETUNE.",
+            action=argparse.BooleanOptionalAction,
+            default=None,
+            help="--finetune also fine-tunes the top of the backbone (about 30 minutes on 2 CPU cores) and keeps "
+            "the variant that is better on validation; --no-finetune trains the heads only. Default: SNEAKERS_FINETUNE "
+            "(true).",
         )
         parser.add_argument("--activate", action="store_true", help="Activate the new version even if one is active.")
 
-    def handle(self, *args, seed: int | None, no_flip: bool, finetune: bool, activate: bool, **options) -> None:
+    def handle(self, *args, seed: int | None, no_flip: bool, finetune: bool | None, activate: bool, **options) -> None:
         step = {"next": 0}
 
         def progress(done: int, total: int) -> None:
@@ -37,7 +40,7 @@ class Command(BaseCommand):
             version = model_version_train(
                 seed=seed,
                 flip_augment=False if no_flip else None,
-                finetune=True if finetune else None,
+                finetune=finetune,
                 progress=progress,
             )
         except (ValueError, ModelError) as exc:
