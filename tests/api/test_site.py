@@ -16,6 +16,15 @@ def post_photo(client: Client, data: bytes | None = None, name: str = "shoe.jpg"
     return client.post("/", {"image": SimpleUploadedFile(name, data if data is not None else image_bytes())})
 
 
+def _succeed(client: Client, **fields) -> Prediction:
+    """Upload a photo as ``client`` and mark its prediction ``succeeded`` with ``fields`` (nike at 0.9 by default)."""
+    post_photo(client)
+    prediction = Prediction.objects.get()
+    values = {"status": "succeeded", "brand": "nike", "brands": [{"name": "nike", "probability": 0.9}], **fields}
+    Prediction.objects.filter(id=prediction.id).update(**values)
+    return prediction
+
+
 def test_upload_page_has_a_file_picker_with_csrf():
     client = Client(enforce_csrf_checks=True)
     html = client.get("/").content.decode()
@@ -44,10 +53,8 @@ def test_upload_redirects_to_the_result_page_which_polls_until_done():
 
 def test_a_succeeded_result_shows_brand_price_and_similar_products():
     client = Client()
-    post_photo(client)
-    prediction = Prediction.objects.get()
-    Prediction.objects.filter(id=prediction.id).update(
-        status="succeeded",
+    prediction = _succeed(
+        client,
         brand="vans",
         brands=[{"name": "vans", "probability": 0.9}, {"name": "nike", "probability": 0.1}],
         price_estimate_usd=61,
@@ -120,10 +127,8 @@ def test_signup_creates_an_account_and_signs_in():
 )
 def test_an_abstention_says_so_plainly_and_shows_the_guesses_as_candidates(abstain, heading):
     client = Client()
-    post_photo(client)
-    prediction = Prediction.objects.get()
-    Prediction.objects.filter(id=prediction.id).update(
-        status="succeeded",
+    prediction = _succeed(
+        client,
         brand="",
         abstain=abstain,
         brands=[{"name": "nike", "probability": 0.41}, {"name": "adidas", "probability": 0.39}],
@@ -136,10 +141,8 @@ def test_an_abstention_says_so_plainly_and_shows_the_guesses_as_candidates(absta
 
 def test_a_photo_refused_as_not_a_sneaker_shows_no_brand_guesses_and_no_price():
     client = Client()
-    post_photo(client)
-    prediction = Prediction.objects.get()
-    Prediction.objects.filter(id=prediction.id).update(
-        status="succeeded",
+    prediction = _succeed(
+        client,
         brand="",
         abstain={"reason": "not_footwear", "score": 0.02},
         brands=[{"name": "adidas", "probability": 0.85}, {"name": "nike", "probability": 0.1}],
@@ -178,14 +181,12 @@ def test_a_result_names_the_shoe_model_with_brand_display_names_and_shows_candid
 
     Brand.objects.create(slug="new-balance", name="New Balance")
     client = Client()
-    post_photo(client)
-    prediction = Prediction.objects.get()
     candidates = [
         {"name": "New Balance 550", "brand": "new-balance", "probability": 0.81},
         {"name": "New Balance 574", "brand": "new-balance", "probability": 0.12},
     ]
-    Prediction.objects.filter(id=prediction.id).update(
-        status="succeeded",
+    prediction = _succeed(
+        client,
         brand="new-balance",
         brands=[{"name": "new-balance", "probability": 0.93}],
         shoe_model="New Balance 550",
@@ -199,14 +200,6 @@ def test_a_result_names_the_shoe_model_with_brand_display_names_and_shows_candid
     html = client.get(f"/p/{prediction.id}/").content.decode()
     assert "Model: not sure" in html and "Candidates" in html and "model-answer" not in html
     assert "New Balance</strong>" in client.get("/history/").content.decode()  # not sure of the model: brand only
-
-
-def _succeed(client: Client, **fields) -> Prediction:
-    post_photo(client)
-    prediction = Prediction.objects.get()
-    values = {"status": "succeeded", "brand": "nike", "brands": [{"name": "nike", "probability": 0.9}], **fields}
-    Prediction.objects.filter(id=prediction.id).update(**values)
-    return prediction
 
 
 def test_the_answer_comes_first_and_engineers_words_sit_in_the_details_disclosure():
