@@ -8,6 +8,7 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -87,6 +88,22 @@ def worker_process(env: dict[str, str], log_path: Path, *, queues: str = "infere
             except subprocess.TimeoutExpired:
                 process.kill()
                 process.wait(timeout=20)
+
+
+def poll_until_terminal(client, created, *, timeout: float, log_path: Path) -> dict:
+    """Poll the ``Location`` of a 202 answer every 0.5 s until the prediction is terminal; return its JSON.
+
+    Gives up after ``timeout`` seconds (the caller asserts the status); the worker log's tail is kept for
+    the caller's assertion message as ``body["_worker_log"]`` when the job did not succeed.
+    """
+    deadline = time.monotonic() + timeout
+    body = created.json()
+    while body["status"] not in ("succeeded", "failed") and time.monotonic() < deadline:
+        time.sleep(0.5)
+        body = client.get(created["Location"]).json()
+    if body["status"] != "succeeded":
+        body["_worker_log"] = log_path.read_text()[-3000:]
+    return body
 
 
 @pytest.fixture

@@ -12,7 +12,6 @@ Needs PostgreSQL and Redis like the other end-to-end tests (skips, or fails unde
 from __future__ import annotations
 
 import contextlib
-import time
 import urllib.request
 import uuid
 from collections.abc import Iterator
@@ -22,7 +21,7 @@ import boto3
 import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
 
-from tests.e2e.conftest import process_env, require_services, worker_process
+from tests.e2e.conftest import poll_until_terminal, process_env, require_services, worker_process
 from tests.tiny_catalog import BRAND_COLOURS, shoe_photo
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -136,13 +135,8 @@ def test_upload_to_result_with_media_on_s3(
             "/api/v1/predictions/", {"image": SimpleUploadedFile("red.jpg", photo_bytes)}, format="multipart"
         )
         assert created.status_code == 202, created.content
-        location = created["Location"]
-        deadline = time.monotonic() + 120
-        body = created.json()
-        while body["status"] not in ("succeeded", "failed") and time.monotonic() < deadline:
-            time.sleep(0.5)
-            body = client.get(location).json()
-        assert body["status"] == "succeeded", (body, (tmp_path / "worker.log").read_text()[-3000:])
+        body = poll_until_terminal(client, created, timeout=120, log_path=tmp_path / "worker.log")
+        assert body["status"] == "succeeded", body
 
     assert body["brand"] == "redshoe" and body["model_version"] == s3_model.name
     prediction = Prediction.objects.get(id=body["id"])

@@ -7,13 +7,12 @@ Skips with the reason when they are not configured, except under CI (``CI=true``
 from __future__ import annotations
 
 import contextlib
-import time
 from pathlib import Path
 
 import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
 
-from tests.e2e.conftest import process_env, require_services, worker_process
+from tests.e2e.conftest import poll_until_terminal, process_env, require_services, worker_process
 from tests.tiny_catalog import BRAND_COLOURS, shoe_photo
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -39,14 +38,8 @@ def test_api_upload_is_processed_by_a_real_worker(settings, tiny_backbone_path, 
         photo = SimpleUploadedFile("red.jpg", shoe_photo(BRAND_COLOURS["redshoe"], 777, fmt="JPEG"))
         created = client.post("/api/v1/predictions/", {"image": photo}, format="multipart")
         assert created.status_code == 202, created.content
-        location = created["Location"]
-
-        deadline = time.monotonic() + 180
-        body = created.json()
-        while body["status"] not in ("succeeded", "failed") and time.monotonic() < deadline:
-            time.sleep(0.5)
-            body = client.get(location).json()
-        assert body["status"] == "succeeded", (body, (tmp_path / "worker.log").read_text()[-3000:])
+        body = poll_until_terminal(client, created, timeout=180, log_path=tmp_path / "worker.log")
+        assert body["status"] == "succeeded", body
         assert body["brand"] == "redshoe"
         assert body["model_version"] == e2e_model.name
         assert body["similar"] and body["cutout_url"].startswith("http://testserver/media/cutouts/")
