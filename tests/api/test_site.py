@@ -298,3 +298,22 @@ def test_a_result_that_is_not_finished_cannot_be_corrected():
     post_photo(client)
     client.post(f"/p/{Prediction.objects.get().id}/feedback/", {"kind": "wrong_brand", "brand": "vans"})
     assert Feedback.objects.count() == 0
+
+
+def test_brand_names_are_read_once_per_page(django_assert_max_num_queries):
+    from catalog.models import Brand
+
+    for slug, name in (("nike", "Nike"), ("new-balance", "New Balance"), ("asics", "ASICS")):
+        Brand.objects.create(slug=slug, name=name)
+    client = Client()
+    brands = [{"name": s, "probability": p} for s, p in (("nike", 0.5), ("new-balance", 0.3), ("asics", 0.2))]
+    similar = [
+        {"product_id": i, "name": f"Shoe {i}", "brand": "asics", "price_usd": None, "score": 0.9, "image_url": None}
+        for i in range(5)
+    ]
+    prediction = _succeed(client, brands=brands, similar=similar)
+    with django_assert_max_num_queries(12) as queries:
+        html = client.get(f"/p/{prediction.id}/").content.decode()
+    assert "New Balance" in html and "ASICS" in html
+    name_reads = [q for q in queries.captured_queries if '"catalog_brand"."slug" AS "slug"' in q["sql"]]
+    assert len(name_reads) == 1  # not one per brand shown (h1, guesses, bars, similar products, the form)
