@@ -1,0 +1,1 @@
+"""Monitoring app (being built; see issue 12)."""

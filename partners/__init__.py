@@ -1,0 +1,1 @@
+"""Partners app (being built; see issue 12)."""
