@@ -23,6 +23,9 @@ from predictions.services import prediction_create
 from sneakers.openapi import ERROR_SCHEMA, NOT_FOUND, PAGE_PARAMETERS
 from sneakers.throttling import UploadRateThrottle
 
+DESCRIPTION_MAX = 10_000
+"""Longest listing description accepted, in characters."""
+
 
 def _absolute(request: Request, url: str) -> str:
     return request.build_absolute_uri(url) if url.startswith("/") else url
@@ -76,6 +79,9 @@ class PredictionOutputSerializer(serializers.Serializer):
     id = serializers.UUIDField()
     status = serializers.ChoiceField(choices=Prediction.Status.choices)
     channel = serializers.CharField()
+    title = serializers.CharField(help_text="Listing title sent with the photo (may be empty).")
+    description = serializers.CharField(help_text="Listing description sent with the photo (may be empty).")
+    source_url = serializers.CharField(help_text="Image URL of a batch URL item; empty for uploaded photos.")
     created_at = serializers.DateTimeField()
     finished_at = serializers.DateTimeField(allow_null=True)
     brand = serializers.SerializerMethodField()
@@ -186,6 +192,12 @@ class PredictionCollectionApi(APIView):
         image = serializers.FileField(
             allow_empty_file=True, help_text="A JPEG, PNG or WebP photo (multipart/form-data)."
         )
+        title = serializers.CharField(
+            required=False, allow_blank=True, max_length=300, help_text="Optional listing title (shop's product name)."
+        )
+        description = serializers.CharField(
+            required=False, allow_blank=True, max_length=DESCRIPTION_MAX, help_text="Optional listing description."
+        )
 
     @extend_schema(
         operation_id="predictions_create",
@@ -206,7 +218,11 @@ class PredictionCollectionApi(APIView):
         serializer = self.InputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         prediction = prediction_create(
-            upload=serializer.validated_data["image"], channel=Prediction.Channel.API, owner=request.user
+            upload=serializer.validated_data["image"],
+            channel=Prediction.Channel.API,
+            owner=request.user,
+            title=serializer.validated_data.get("title", ""),
+            description=serializer.validated_data.get("description", ""),
         )
         body = PredictionOutputSerializer(prediction, context={"request": request}).data
         return Response(body, status=status.HTTP_202_ACCEPTED, headers={"Location": body["url"]})

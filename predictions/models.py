@@ -53,6 +53,11 @@ class Prediction(models.Model):
     original_filename = models.CharField(max_length=255, blank=True)
     size_bytes = models.PositiveBigIntegerField(default=0)
     sha256 = models.CharField(max_length=64, db_index=True, blank=True)
+    title = models.CharField(max_length=300, blank=True, help_text="Optional listing title sent with the photo.")
+    description = models.TextField(blank=True, help_text="Optional listing description sent with the photo.")
+    source_url = models.URLField(
+        max_length=2000, blank=True, help_text="Image URL of a URL item (fetched by the worker); empty for uploads."
+    )
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.QUEUED, db_index=True)
 
     brand = models.CharField(max_length=50, blank=True, help_text="Top-1 brand slug; empty when abstaining.")
@@ -144,3 +149,29 @@ class Feedback(models.Model):
 
     def __str__(self) -> str:
         return f"{self.get_kind_display()} on {self.prediction_id}"
+
+
+class IdempotencyKey(models.Model):
+    """A client's ``Idempotency-Key`` on a POST and the answer it got, replayed for a retry of the same request.
+
+    Scoped per user: ``(owner, key)`` is unique. ``request_hash`` is the SHA-256 (hex) of the method, path,
+    form fields and file bytes (``predictions.idempotency.request_fingerprint``); a retry with the same key
+    and another hash is refused. ``response_status`` is null while the first request is still being
+    answered. Rows older than ``SNEAKERS_IDEMPOTENCY_TTL_SECONDS`` (24 h) are ignored and swept.
+    """
+
+    owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
+    key = models.CharField(max_length=255)
+    method = models.CharField(max_length=8)
+    path = models.CharField(max_length=255)
+    request_hash = models.CharField(max_length=64)
+    response_status = models.PositiveSmallIntegerField(null=True, blank=True)
+    response_body = models.JSONField(null=True, blank=True)
+    response_headers = models.JSONField(default=dict, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["owner", "key"], name="idempotency_key_unique_per_owner")]
+
+    def __str__(self) -> str:
+        return f"{self.key} ({self.method} {self.path})"

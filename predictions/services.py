@@ -26,6 +26,7 @@ from django.utils import timezone
 from catalog.images import ImageRejected, inspect_image
 from catalog.models import Brand, Product, ProductImage
 from predictions.models import Feedback, Prediction
+from predictions.signals import prediction_finished
 from registry.models import ModelVersion
 from registry.selectors import model_version_get_active
 from sneakers.exceptions import ApplicationError
@@ -39,6 +40,23 @@ FORMAT_EXTENSIONS = {"JPEG": "jpg", "PNG": "png", "WEBP": "webp"}
 REFUSAL_STATUS = {"image_too_large": 413, "image_format_unsupported": 415}
 
 
+def prediction_finished_send(*, prediction: Prediction, embedding: Any = None) -> None:
+    """Send ``predictions.signals.prediction_finished`` once the current transaction commits (at once outside one).
+
+    ``embedding`` is the photo's ``(D,) float32`` backbone embedding, or None. Receivers that raise are
+    logged (``send_robust``); the terminal status is already stored.
+    """
+
+    def send() -> None:
+        for receiver, result in prediction_finished.send_robust(
+            sender=Prediction, prediction=prediction, embedding=embedding
+        ):
+            if isinstance(result, Exception):
+                logger.error("prediction_finished receiver %r failed for %s", receiver, prediction.id, exc_info=result)
+
+    transaction.on_commit(send)
+
+
 def _money(value: float | None) -> Decimal | None:
     """A USD amount rounded to cents, or ``None``."""
     return None if value is None else Decimal(str(round(float(value), 2)))
@@ -50,6 +68,8 @@ def prediction_create(
     channel: str,
     owner: AbstractBaseUser | None = None,
     session_key: str = "",
+    title: str = "",
+    description: str = "",
 ) -> Prediction:
     """Validate an uploaded photo, store it, create a ``queued`` prediction and enqueue it after commit.
 
@@ -57,6 +77,7 @@ def prediction_create(
     header decoded by Pillow, the format among JPEG/PNG/WebP, the pixel count against
     ``SNEAKERS_UPLOAD_MAX_PIXELS`` (decompression bombs), a full decode for truncated files. The
     stored file is named after the prediction's UUID and the detected format, never the client's name.
+    ``title`` (cut to 300 characters) and ``description`` are the optional listing text sent with it.
 
     A refused upload is not lost: it is kept (bytes too, unless over the size limit) as a ``failed``
     prediction with the error code, then ``ApplicationError`` is raised with that prediction's id in
@@ -74,6 +95,8 @@ def prediction_create(
         channel=channel,
         original_filename=(upload.name or "")[-255:],
         size_bytes=upload.size or 0,
+        title=(title or "").strip()[:300],
+        description=(description or "").strip(),
     )
     max_bytes = settings.SNEAKERS_UPLOAD_MAX_BYTES
     data = b""
@@ -102,15 +125,21 @@ def prediction_create(
 
 
 def _prediction_save_refused(*, prediction: Prediction, data: bytes, error: ImageRejected) -> None:
-    """Keep a refused upload as a ``failed`` prediction (with its bytes when there are some)."""
+    """Keep a refused upload as a ``failed`` prediction (with its bytes when there are some).
+
+    ``finished_at`` equals ``created_at`` (refused on arrival), never an instant before it.
+    """
     prediction.status = Prediction.Status.FAILED
     prediction.error_code = error.code
     prediction.error_message = error.message
-    prediction.finished_at = timezone.now()
     if data:
         prediction.sha256 = hashlib.sha256(data).hexdigest()
         prediction.image.save("upload.bin", ContentFile(data), save=False)
-    prediction.save()
+    with transaction.atomic():
+        prediction.save()  # sets created_at (auto_now_add)
+        prediction.finished_at = prediction.created_at
+        prediction.save(update_fields=["finished_at"])
+        prediction_finished_send(prediction=prediction)
 
 
 def prediction_enqueue(*, prediction_id: Any) -> bool:
@@ -236,6 +265,7 @@ def prediction_mark_succeeded(
     abstain: dict[str, Any] | None = None,
     shoe_model: str | None = None,
     shoe_models: Sequence[dict[str, Any]] = (),
+    embedding: Any = None,
 ) -> Prediction:
     """Store a finished result on a ``running`` prediction and mark it ``succeeded``.
 
@@ -249,6 +279,8 @@ def prediction_mark_succeeded(
             the model declines to name a brand (``brand`` stays empty, ``brands`` keeps the guesses), else None.
         shoe_model: the named shoe model when the model head is sure, else None.
         shoe_models: top-k named models as ``[{"name", "brand", "probability"}]``, best first.
+        embedding: the photo's backbone embedding, ``(D,) float32``, or None; passed on to the receivers of
+            ``prediction_finished`` (monitoring's drift), not stored.
     """
     prediction.status = Prediction.Status.SUCCEEDED
     prediction.model_version = model_version
@@ -269,14 +301,28 @@ def prediction_mark_succeeded(
     with transaction.atomic():
         prediction.cutout.save("cutout.png", ContentFile(cutout_png), save=False)
         prediction.save()
+        prediction_finished_send(prediction=prediction, embedding=embedding)
     return prediction
 
 
 def prediction_mark_failed(*, prediction_id: Any, code: str, message: str) -> None:
-    """Mark a non-terminal prediction ``failed`` with an error code and a readable message."""
-    Prediction.objects.filter(id=prediction_id).exclude(status__in=Prediction.TERMINAL).update(
-        status=Prediction.Status.FAILED, error_code=code, error_message=message[:2000], finished_at=timezone.now()
-    )
+    """Mark a non-terminal prediction ``failed`` with an error code and a readable message.
+
+    Sends ``prediction_finished`` (after commit) when this call is the one that ended it.
+    """
+    with transaction.atomic():
+        changed = (
+            Prediction.objects.filter(id=prediction_id)
+            .exclude(status__in=Prediction.TERMINAL)
+            .update(
+                status=Prediction.Status.FAILED,
+                error_code=code,
+                error_message=message[:2000],
+                finished_at=timezone.now(),
+            )
+        )
+        if changed:
+            prediction_finished_send(prediction=Prediction.objects.get(id=prediction_id))
 
 
 def prediction_run(*, prediction_id: str) -> None:
@@ -329,6 +375,7 @@ def prediction_run(*, prediction_id: str) -> None:
         abstain=payload["abstain"],
         shoe_model=payload["model"],
         shoe_models=payload["models"],
+        embedding=getattr(outcome, "embedding", None),
     )
 
 
