@@ -154,6 +154,16 @@ DATA_UPLOAD_MAX_MEMORY_SIZE = 2 * 1024 * 1024
 FILE_UPLOAD_MAX_MEMORY_SIZE = 2 * 1024 * 1024
 FILE_UPLOAD_PERMISSIONS = 0o644
 
+# --- Downloads of images and feeds by URL (catalog.downloads) --------------------------------------
+# Only public internet addresses are fetched unless this is true (tests with a server on 127.0.0.1).
+SNEAKERS_FETCH_ALLOW_PRIVATE = env.bool("SNEAKERS_FETCH_ALLOW_PRIVATE", default=False)
+# Seconds for the connection and for each read; a whole body gets 4 times this.
+SNEAKERS_FETCH_TIMEOUT_SECONDS = env.float("SNEAKERS_FETCH_TIMEOUT_SECONDS", default=10.0)
+SNEAKERS_FETCH_MAX_BYTES = env.int("SNEAKERS_FETCH_MAX_BYTES", default=SNEAKERS_UPLOAD_MAX_BYTES)
+# Retries after the first attempt (connection errors, 429, 5xx), with exponential backoff.
+SNEAKERS_FETCH_RETRIES = env.int("SNEAKERS_FETCH_RETRIES", default=2)
+SNEAKERS_FETCH_WORKERS = env.int("SNEAKERS_FETCH_WORKERS", default=8)  # concurrent downloads per ingest
+
 # --- Models and data ---------------------------------------------------------------------------
 SNEAKERS_BACKBONE_PATH = Path(
     env.str("SNEAKERS_BACKBONE_PATH", default=str(SHARED_DIR / "weights" / "efficientnet_lite0_imagenet_notop.keras"))
