@@ -11,6 +11,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
+
 from catalog.selectors import product_get_many
 from registry import runtime
 from registry.models import ModelVersion
@@ -26,22 +28,38 @@ SIMILAR_CANDIDATES = 30
 @dataclass(frozen=True)
 class InferenceOutcome:
     """What one photo gave: the JSON-ready result (see ``result_payload``), the cut-out PNG bytes the
-    model looked at, and the background method used (``u2netp``, ``grabcut``, ``skipped``, ...)."""
+    model looked at, the background method used (``u2netp``, ``grabcut``, ``skipped``, ...) and the photo's
+    L2-normalised backbone embedding (``(D,) float32``; None when the pipeline gave none), which
+    ``predictions`` passes to the receivers of ``prediction_finished`` (monitoring's drift figures)."""
 
     payload: dict[str, Any]
     cutout_png: bytes
     background: str
+    embedding: np.ndarray | None = None
 
 
-def inference_run(*, model_version: ModelVersion, data: bytes) -> InferenceOutcome:
+def inference_run(
+    *, model_version: ModelVersion, data: bytes, title: str | None = None, description: str | None = None
+) -> InferenceOutcome:
     """Run the version's pipeline (loaded once per process by ``registry.runtime``) on image bytes.
+
+    ``title`` and ``description`` are the listing's optional text: with a text model in the artifact they are
+    fused with the image's brand and model answers (``worker.ml.text``; the payload's ``inputs`` says whether).
 
     Raises:
         ImageError: the bytes are not a usable photo (code ``image_*``).
         ModelError: the version's weights or artifact files are missing or corrupt.
     """
-    result = runtime.pipeline_get(model_version).predict(data, similar_k=SIMILAR_CANDIDATES)
-    return InferenceOutcome(payload=result_payload(result), cutout_png=result.cutout_png, background=result.background)
+    result = runtime.pipeline_get(model_version).predict(
+        data, similar_k=SIMILAR_CANDIDATES, title=title, description=description
+    )
+    embedding = getattr(result, "embedding", None)
+    return InferenceOutcome(
+        payload=result_payload(result),
+        cutout_png=result.cutout_png,
+        background=result.background,
+        embedding=np.asarray(embedding, dtype=np.float32).reshape(-1) if embedding is not None else None,
+    )
 
 
 def similar_payload(items: Sequence[SimilarItem], *, limit: int = SIMILAR_SHOWN) -> list[dict[str, Any]]:
@@ -87,8 +105,8 @@ def result_payload(result: Any) -> dict[str, Any]:
     shoe model, or None when the model head is not sure, when the photo is refused, or when the artifact
     has no model head), ``models`` (top-k ``{"name", "brand", "probability"}``, kept as candidates when
     not sure), ``price_usd`` (``{"estimate", "low", "high"}`` in USD or None), ``similar`` (see
-    ``similar_payload``), ``timings_ms``. Shared by the task (stored on the prediction) and
-    ``manage.py predict``.
+    ``similar_payload``), ``timings_ms``, ``inputs`` (``["image"]``, or with ``"title"`` / ``"description"``
+    when listing text was used). Shared by the task (stored on the prediction) and ``manage.py predict``.
     """
     brands = [{"name": score.brand, "probability": round(float(score.probability), 4)} for score in result.brands]
     price = None
@@ -111,4 +129,5 @@ def result_payload(result: Any) -> dict[str, Any]:
         "price_usd": price,
         "similar": similar_payload(result.similar),
         "timings_ms": {key: round(float(value), 1) for key, value in result.timings_ms.items()},
+        "inputs": list(getattr(result, "inputs", ("image",))),
     }

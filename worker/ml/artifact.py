@@ -8,6 +8,7 @@ Layout of an artifact directory (``ARTIFACT_FILES``)::
     index.npz        the similarity index (kind ``numpy``, ``NumpyIndex.save``; other kinds write their own)
     footwear.npz     FootwearDetector.to_arrays()  (absent when training had no ImageNet classifier)
     open_set.npz     UnknownBrandRule.to_arrays()  (absent: no ``unknown_brand`` rule)
+    text_model.npz   TextModel.to_arrays()         (absent: no listing-text model, e.g. no titled photos)
     backbone.keras   fine-tuned backbone            (only for variant "fine-tuned")
     metadata.json    classes, backbone spec and fingerprint, embedding dim, seed, created time,
                      preprocessing, abstain thresholds, per-brand price baseline, similarity index kind
@@ -36,6 +37,7 @@ from worker.ml.abstain import FootwearDetector
 from worker.ml.errors import ModelError
 from worker.ml.heads import BrandHead, ModelHead, PriceHead
 from worker.ml.similarity import INDEX_FILE, SimilarityIndex, index_class
+from worker.ml.text import TextModel
 from worker.ml.unknown_brand import UnknownBrandRule
 
 BRAND_HEAD_FILE: Final = "brand_head.npz"
@@ -45,6 +47,7 @@ OPEN_SET_FILE: Final = "open_set.npz"
 METADATA_FILE: Final = "metadata.json"
 FOOTWEAR_FILE: Final = "footwear.npz"
 BACKBONE_FILE: Final = "backbone.keras"
+TEXT_MODEL_FILE: Final = "text_model.npz"
 ARTIFACT_FILES: Final = (
     BRAND_HEAD_FILE,
     MODEL_HEAD_FILE,
@@ -54,10 +57,18 @@ ARTIFACT_FILES: Final = (
     FOOTWEAR_FILE,
     OPEN_SET_FILE,
     BACKBONE_FILE,
+    TEXT_MODEL_FILE,
 )
 """Every file an artifact may have; the optional ones are in ``OPTIONAL_ARTIFACT_FILES``. Report PNGs
 are not artifact files."""
-OPTIONAL_ARTIFACT_FILES: Final = (MODEL_HEAD_FILE, PRICE_HEAD_FILE, FOOTWEAR_FILE, OPEN_SET_FILE, BACKBONE_FILE)
+OPTIONAL_ARTIFACT_FILES: Final = (
+    MODEL_HEAD_FILE,
+    PRICE_HEAD_FILE,
+    FOOTWEAR_FILE,
+    OPEN_SET_FILE,
+    BACKBONE_FILE,
+    TEXT_MODEL_FILE,
+)
 """Files that may be absent from a valid artifact."""
 
 
@@ -89,6 +100,7 @@ class ModelArtifact:
         backbone_keras: bytes of the fine-tuned backbone ``.keras`` file, or None (head-only).
         model_head: the calibrated model classifier with its "not sure" threshold, or None.
         unknown_brand: the open-set rule of the ``unknown_brand`` abstain reason, or None (rule off).
+        text_model: the listing-text model fused with the brand and model answers (``worker.ml.text``), or None.
     """
 
     brand_head: BrandHead
@@ -99,12 +111,14 @@ class ModelArtifact:
     backbone_keras: bytes | None = None
     model_head: ModelHead | None = None
     unknown_brand: UnknownBrandRule | None = None
+    text_model: TextModel | None = None
 
     def save(self, directory: str | Path) -> None:
         """Write the artifact files into ``directory`` (created if needed).
 
         Each file is written to a temporary name and renamed into place. A stale optional file
-        (``price_head.npz``, ``model_head.npz``, ``footwear.npz``, ``open_set.npz``, ``backbone.keras``)
+        (``price_head.npz``, ``model_head.npz``, ``footwear.npz``, ``open_set.npz``, ``text_model.npz``,
+        ``backbone.keras``)
         is removed when its part is None.
 
         Raises:
@@ -119,6 +133,7 @@ class ModelArtifact:
             (MODEL_HEAD_FILE, self.model_head),
             (FOOTWEAR_FILE, self.footwear),
             (OPEN_SET_FILE, self.unknown_brand),
+            (TEXT_MODEL_FILE, self.text_model),
         )
         for name, part in optional:
             if part is not None:
@@ -151,6 +166,7 @@ class ModelArtifact:
             model_head = _optional(source / MODEL_HEAD_FILE, ModelHead.from_arrays)
             footwear = _optional(source / FOOTWEAR_FILE, FootwearDetector.from_arrays)
             unknown_brand = _optional(source / OPEN_SET_FILE, UnknownBrandRule.from_arrays)
+            text_model = _optional(source / TEXT_MODEL_FILE, TextModel.from_arrays)
             index = index_class(metadata.get("similarity_index")).load(source)
             backbone_path = source / BACKBONE_FILE
             backbone_keras = backbone_path.read_bytes() if backbone_path.exists() else None
@@ -171,6 +187,7 @@ class ModelArtifact:
             backbone_keras=backbone_keras,
             model_head=model_head,
             unknown_brand=unknown_brand,
+            text_model=text_model,
         )
 
 

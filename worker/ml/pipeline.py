@@ -21,6 +21,7 @@ from worker.ml.errors import ModelError
 from worker.ml.images import DEFAULT_MAX_BYTES, DEFAULT_MAX_PIXELS, encode_png, load_rgb
 from worker.ml.preprocessing import BackboneSpec, prepare_photo
 from worker.ml.results import Abstain, BrandScore, ModelScore, PriceEstimate, SimilarItem
+from worker.ml.text import TextFusion, brand_scores, listing_text, model_scores, text_inputs
 
 if TYPE_CHECKING:
     from worker.ml.backbone import Backbone
@@ -57,6 +58,9 @@ class PipelineResult:
         model_uncertain: True when the model answer should not be trusted: the top model's
             probability is below the model head's threshold, its brand is not the top brand, or
             the photo abstained; False when ``models`` is empty.
+        embedding: the photo's L2-normalised backbone embedding, ``(D,) float32``.
+        inputs: what the answer was made from: ``("image",)``, or with ``"title"`` and/or ``"description"``
+            when listing text was given and used (``worker.ml.text``: brand and model probabilities fused).
     """
 
     brands: list[BrandScore]
@@ -68,6 +72,8 @@ class PipelineResult:
     abstain: Abstain | None = None
     models: list[ModelScore] = field(default_factory=list)
     model_uncertain: bool = False
+    embedding: np.ndarray | None = None
+    inputs: tuple[str, ...] = ("image",)
 
 
 class Pipeline:
@@ -147,13 +153,23 @@ class Pipeline:
         self.max_bytes = max_bytes
         self.max_pixels = max_pixels
 
-    def predict(self, data: bytes, *, top_k: int = 3, similar_k: int = 5) -> PipelineResult:
+    def predict(
+        self,
+        data: bytes,
+        *,
+        top_k: int = 3,
+        similar_k: int = 5,
+        title: str | None = None,
+        description: str | None = None,
+    ) -> PipelineResult:
         """Predict from image file bytes (JPEG, PNG or WebP).
 
         Args:
             data: the uploaded file's bytes.
             top_k: number of brands returned.
             similar_k: number of similar products returned.
+            title, description: optional listing text, fused with the image's brand and model answers when the
+                artifact has a text model (see ``predict_rgb``).
 
         Returns:
             ``PipelineResult``; ``timings_ms["decode"]`` covers validation and decoding.
@@ -164,14 +180,27 @@ class Pipeline:
         started = time.perf_counter()
         rgb = load_rgb(data, max_bytes=self.max_bytes, max_pixels=self.max_pixels)
         decoded = time.perf_counter()
-        result = self.predict_rgb(rgb, top_k=top_k, similar_k=similar_k)
+        result = self.predict_rgb(rgb, top_k=top_k, similar_k=similar_k, title=title, description=description)
         timings = dict(result.timings_ms)
         timings["decode"] = (decoded - started) * 1000.0
         timings["total"] = (time.perf_counter() - started) * 1000.0
         return replace(result, timings_ms=timings)
 
-    def predict_rgb(self, rgb: np.ndarray, *, top_k: int = 3, similar_k: int = 5) -> PipelineResult:
+    def predict_rgb(
+        self,
+        rgb: np.ndarray,
+        *,
+        top_k: int = 3,
+        similar_k: int = 5,
+        title: str | None = None,
+        description: str | None = None,
+    ) -> PipelineResult:
         """Predict from a decoded ``(H, W, 3) uint8`` RGB array (``timings_ms["decode"]`` is 0).
+
+        Listing text (``title``, ``description``): with an artifact text model (``worker.ml.text.TextModel``) the
+        brand and model probabilities are fused with the text's evidence when the text is used; the abstain rules
+        ``not_footwear`` and ``unknown_brand`` read the image alone, ``low_confidence`` the fused top-1. No text, or
+        text that names nothing (``inputs == ("image",)``): the image's answer, unchanged.
 
         Raises:
             ValueError: ``rgb`` is not ``(H, W, 3) uint8``, or ``top_k`` / ``similar_k`` < 1.
@@ -187,11 +216,17 @@ class Pipeline:
         vector = l2_normalise(raw)[0]
         marks.append(time.perf_counter())
         brands = self.artifact.brand_head.top_k(vector, k=top_k)
+        fusion = self._fuse_text(vector, listing_text(title, description))
+        if fusion is not None:
+            brands = brand_scores(self.artifact.brand_head.classes, fusion.brand_proba, top_k)
         abstain = self._abstain(original, vector, brands)
         models: list[ModelScore] = []
         model_uncertain = False
         if self.artifact.model_head is not None:
             models = self.artifact.model_head.top_k(vector, k=top_k)
+            if fusion is not None and fusion.model_proba is not None:
+                head = self.artifact.model_head
+                models = model_scores(head.classes, head.brands, fusion.model_proba, top_k)
             model_uncertain = (
                 abstain is not None
                 or models[0].probability < self.artifact.model_head.threshold
@@ -221,7 +256,25 @@ class Pipeline:
             abstain=abstain,
             models=models,
             model_uncertain=model_uncertain,
+            embedding=np.asarray(vector, dtype=np.float32),
+            inputs=text_inputs(title, description) if fusion is not None else ("image",),
         )
+
+    def _fuse_text(self, vector: np.ndarray, text: str) -> TextFusion | None:
+        """The brand (and model) probabilities of the ``(D,)`` embedding fused with listing ``text``, or None when
+        there is no text model or text, or the text names nothing the text model knows."""
+        text_model = self.artifact.text_model
+        if text_model is None or not text:
+            return None
+        model_head = self.artifact.model_head
+        fusion = text_model.fuse(
+            text,
+            self.artifact.brand_head.classes,
+            self.artifact.brand_head.predict_proba(vector[None])[0],
+            model_head.classes if model_head is not None else (),
+            model_head.predict_proba(vector[None])[0] if model_head is not None else None,
+        )
+        return fusion if fusion.used else None
 
     def _abstain(self, original: np.ndarray, vector: np.ndarray, brands: list[BrandScore]) -> Abstain | None:
         """Apply the artifact's abstain rules to ``(1, D0)`` original features, the ``(D,)`` embedding

@@ -53,6 +53,8 @@ class TrainingSample:
         style: ``"real-world"``, ``"product-shot"`` or ``""`` (unlabelled): the catalog split is
             stratified by brand and style, so each brand's real-world photos have their share held out
             for test; test figures are reported per style.
+        title: the product's listing title (``Product.name``, e.g. ``"Nike Air Max 270 - Men's"``) when it has a
+            product, else None; the listing-text model (``worker.ml.text``) learns from the training side's titles.
     """
 
     sha256: str
@@ -63,6 +65,7 @@ class TrainingSample:
     load: Callable[[], bytes]
     model: str | None = None
     style: str = ""
+    title: str | None = None
 
 
 @dataclass(frozen=True, eq=False)

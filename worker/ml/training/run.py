@@ -48,6 +48,7 @@ from worker.ml.training.fitting import (
     fit_variant,
     model_test_metrics,
 )
+from worker.ml.training.listing import fit_listing_text
 from worker.ml.training.photos import embed_squares, photo_squares
 from worker.ml.training.reporting import brand_test_report, finite_or_none, report_pngs, wild_test_report
 from worker.ml.training.splits import plan_splits
@@ -66,8 +67,9 @@ class TrainingResult:
             classification_metrics, "ece_before", "ece_after", "C", "temperature", "val_log_loss",
             "val_log_loss_calibrated"}, "model": {...model head report and test metrics} | None,
             "unknown_brand": {...}, "price": {...test price_metrics, "alpha"}, "variant", "variants",
-            "finetune", "wild": {style: {...}} | None, "abstain": {...}, "background_rule",
-            "background_rule_val_log_loss", "counts": {...}, "seconds": {"embed", "fit", "total"}}``.
+            "finetune", "wild": {style: {...}} | None, "abstain": {...}, "text": {...} (listing text,
+            ``worker.ml.training.listing``), "background_rule", "background_rule_val_log_loss", "counts": {...},
+            "seconds": {"embed", "fit", "total"}}``.
         split: ``split.json``: ``{"seed", "train", "val", "test": [sha256...], "wild": {...},
             "negatives": {...}, "dedup"}``.
         report: PNG plots by file name: ``confusion.png`` (test), ``reliability.png`` (test, before
@@ -284,6 +286,7 @@ def train_model(
         )
         say(f"model head: {len(model_fit.head.classes)} models, test top-1 {model_report.get('top1')}")
     price = fit_price(final_vectors, samples, labels, np.asarray(plan.groups), split, config.price_alpha_grid)
+    listing = fit_listing_text(samples, split, final_vectors, head, model_fit.head, seed=config.seed)
 
     # 5. Reports.
     brand_report = {**best.fit.report(), **brand_test_report(head, final_vectors[test], labels[test])}
@@ -361,6 +364,7 @@ def train_model(
         backbone_keras=finetuned_bytes if chosen == "fine-tuned" else None,
         model_head=model_fit.head,
         unknown_brand=unknown.rule,
+        text_model=listing.model,
     )
     metrics = {
         "brand": brand_report,
@@ -372,6 +376,7 @@ def train_model(
         "finetune": finetune_info or None,
         "wild": wild_report or None,
         "abstain": abstain.report,
+        "text": listing.report,
         "background_rule": rule,
         "background_rule_val_log_loss": rule_losses or None,
         "config": _config_record(config),
