@@ -1,4 +1,5 @@
-"""Catalog rows: ``Brand``, ``Product`` and ``ProductImage``.
+"""Catalog rows: ``Brand``, ``Product``, ``ProductImage``, and the product feeds they come from (``Feed``,
+``FeedRun``).
 
 A ``ProductImage`` always has a brand (its training label) and, when the source named the shoe, a
 ``Product``. Images without a product stay usable for training the brand classifier but are never
@@ -7,6 +8,7 @@ shown to shoppers as products.
 
 from django.db import models
 from django.db.models import Q
+from django.utils import timezone
 
 
 class Brand(models.Model):
@@ -35,6 +37,105 @@ class PriceKind(models.TextChoices):
 
     LIST = "list", "list price"
     RETAIL = "retail", "retail price"
+
+
+class Feed(models.Model):
+    """A shop's product feed (Google Merchant Center product data), read by ``catalog.feeds``.
+
+    Products it brings carry the feed and their feed item id (``Product.feed``, ``Product.external_id``), so a
+    re-run updates them instead of adding copies and can unlist the ones the feed no longer has.
+    """
+
+    name = models.CharField(max_length=100, unique=True)
+    source = models.CharField(
+        max_length=2000,
+        blank=True,
+        help_text="http(s) URL of the feed file (a path on the server for feeds named in SNEAKERS_FEEDS); "
+        "blank when its files are uploaded.",
+    )
+    scheduled = models.BooleanField(
+        default=False, help_text="Re-ingested from its source every SNEAKERS_FEED_INTERVAL_SECONDS by beat."
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+def feed_run_upload_to(instance: "FeedRun", filename: str) -> str:
+    """Storage name of the file a feed run received: ``feeds/<feed id>/<UTC time>-<sha256[:12]>.<ext>``."""
+    extension = filename.rsplit(".", 1)[-1].lower()[:8] if "." in filename else "txt"
+    stamp = (instance.created_at or timezone.now()).strftime("%Y%m%dT%H%M%S")
+    return f"feeds/{instance.feed_id}/{stamp}-{instance.file_sha256[:12]}.{extension}"
+
+
+class FeedRun(models.Model):
+    """One ingest of a feed: the file it read (kept, whatever happened), its progress and its report.
+
+    Counts are of feed rows: ``added`` (a new product), ``updated`` (a field or a new photo), ``unchanged``,
+    ``failed`` (the row was skipped; ``failures`` says why); ``unlisted`` counts the feed's products missing from
+    the file. ``rows_done`` of ``rows_total`` is the progress while it runs.
+    """
+
+    class Status(models.TextChoices):
+        QUEUED = "queued", "queued"
+        RUNNING = "running", "running"
+        SUCCEEDED = "succeeded", "succeeded"
+        FAILED = "failed", "failed"
+
+    class Origin(models.TextChoices):
+        COMMAND = "command", "manage.py ingest_feed"
+        ADMIN = "admin", "admin"
+        SCHEDULE = "schedule", "schedule"
+
+    feed = models.ForeignKey(Feed, on_delete=models.CASCADE, related_name="runs")
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.QUEUED)
+    origin = models.CharField(max_length=16, choices=Origin.choices, default=Origin.ADMIN)
+    source = models.CharField(max_length=2000, blank=True, help_text="The URL, path or uploaded file name read.")
+    file = models.FileField(upload_to=feed_run_upload_to, blank=True, help_text="The feed file as received.")
+    file_sha256 = models.CharField(max_length=64, blank=True)
+    rows_total = models.PositiveIntegerField(default=0)
+    rows_done = models.PositiveIntegerField(default=0)
+    added = models.PositiveIntegerField(default=0)
+    updated = models.PositiveIntegerField(default=0)
+    unchanged = models.PositiveIntegerField(default=0)
+    failed = models.PositiveIntegerField(default=0)
+    unlisted = models.PositiveIntegerField(default=0)
+    images_added = models.PositiveIntegerField(default=0)
+    failures = models.JSONField(
+        default=list, blank=True, help_text='Failed rows: [{"line": 3, "id": "A1", "reason": "..."}, ...].'
+    )
+    warnings = models.JSONField(
+        default=list, blank=True, help_text="Photos skipped in rows that were still ingested, with reasons."
+    )
+    error_code = models.CharField(max_length=64, blank=True)
+    error_message = models.TextField(blank=True, help_text="Why the whole run failed (file unreadable ...).")
+    created_at = models.DateTimeField(default=timezone.now)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        indexes = [models.Index(fields=["feed", "status"], name="catalog_feedrun_feed_status")]
+
+    def __str__(self) -> str:
+        return f"{self.feed.name} run {self.pk or '-'} ({self.status})"
+
+    @property
+    def is_finished(self) -> bool:
+        """Whether the run reached ``succeeded`` or ``failed``."""
+        return self.status in (self.Status.SUCCEEDED, self.Status.FAILED)
+
+    @property
+    def progress_percent(self) -> int:
+        """Rows done as a whole percentage of the rows read (0 before the file is read, 100 when finished)."""
+        if self.is_finished:
+            return 100
+        return int(100 * self.rows_done / self.rows_total) if self.rows_total else 0
 
 
 class Product(models.Model):
@@ -76,6 +177,15 @@ class Product(models.Model):
     price_source = models.CharField(
         max_length=255, blank=True, help_text="Where the price comes from, in words shoppers read; blank: by kind."
     )
+    feed = models.ForeignKey(
+        Feed,
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="products",
+        help_text="The product feed that keeps this product up to date (none for imported or hand-made rows).",
+    )
+    external_id = models.CharField(max_length=255, blank=True, help_text="The product's id in its feed.")
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -94,6 +204,10 @@ class Product(models.Model):
             ),
             models.CheckConstraint(
                 condition=Q(price_usd__isnull=True) | Q(price_usd__gte=0), name="catalog_product_price_non_negative"
+            ),
+            # A feed item is one product: re-running a feed updates it.
+            models.UniqueConstraint(
+                fields=["feed", "external_id"], condition=Q(feed__isnull=False), name="catalog_product_unique_feed_item"
             ),
         ]
         indexes = [models.Index(fields=["brand", "price_usd"], name="catalog_product_brand_price")]
