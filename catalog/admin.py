@@ -4,6 +4,7 @@
 import csv
 from collections.abc import Iterable, Iterator
 
+from django import forms
 from django.contrib import admin
 from django.contrib.admin.helpers import ACTION_CHECKBOX_NAME
 from django.db import models
@@ -159,8 +160,12 @@ class ProductImageInline(admin.TabularInline):
     extra = 1
     verbose_name = "photo"
     verbose_name_plural = "photos"
+    show_change_link = True
     fields = ("preview", "image", "style", "sha256", "width", "height", "source_path")
     readonly_fields = ("preview", "sha256", "width", "height", "source_path")
+    # The preview shows the stored photo; the file input only takes a new or replacement file (the
+    # "Currently: <storage name>" of the default widget made rows wider than the page).
+    formfield_overrides = {models.ImageField: {"widget": forms.FileInput}}
 
     @admin.display(description="preview")
     def preview(self, obj: ProductImage) -> str:
@@ -274,7 +279,7 @@ class ProductImageAdmin(admin.ModelAdmin):
     """
 
     form = ProductImageForm
-    list_display = ("preview", "brand", "product", "style", "width", "height", "source_repo")
+    list_display = ("preview", "brand", "product", "style", "size", "source_repo")
     list_filter = ("brand", ("product", admin.EmptyFieldListFilter), "style", "source_repo")
     search_fields = ("sha256", "source_path", "product__name")
     list_select_related = ("brand", "product")
@@ -295,9 +300,19 @@ class ProductImageAdmin(admin.ModelAdmin):
     )
     readonly_fields = ("large_preview", "sha256", "width", "height", "created_at")
 
+    def get_fields(self, request: HttpRequest, obj: ProductImage | None = None) -> tuple[str, ...]:
+        """All fields on a photo's page; on the add page only those staff fill (the rest come from the file)."""
+        if obj is None:
+            return tuple(name for name in self.fields if name not in self.readonly_fields)
+        return self.fields
+
     @admin.display(description="")
     def preview(self, obj: ProductImage) -> str:
         return _thumbnail(obj)
+
+    @admin.display(description="size (px)")
+    def size(self, obj: ProductImage) -> str:
+        return f"{obj.width} × {obj.height}"
 
     @admin.display(description="photo")
     def large_preview(self, obj: ProductImage) -> str:
@@ -311,3 +326,6 @@ class ProductImageAdmin(admin.ModelAdmin):
 
     def delete_queryset(self, request: HttpRequest, queryset: QuerySet[ProductImage]) -> None:
         product_images_delete(images=queryset.select_related(None))
+
+
+from catalog import feed_admin  # noqa: E402,F401  (registers Feed and FeedRun; catalog/feed_admin.py)

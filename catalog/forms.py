@@ -63,10 +63,13 @@ class ProductImageForm(forms.ModelForm):
         # forms.ImageField would first run Pillow's own open/verify and answer a vaguer message.
         field_classes = {"image": forms.FileField}
         error_messages = {"image": {"empty": "The file is empty.", "invalid": "No file was sent."}}
+        labels = {"image": "Photo file"}
         help_texts = {
             "brand": "Taken from the product when one is chosen. Choose it only for a photo without product "
             "(a training photo of the brand).",
             "image": "JPEG, PNG or WebP, checked like shoppers' uploads (size, pixel count, complete data).",
+            "source_repo": "Where the photo comes from; blank for an upload: “admin”.",
+            "source_path": "Its path or name there; blank for an upload: the uploaded file's name.",
         }
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
@@ -197,6 +200,14 @@ class SetPriceForm(forms.Form):
         max_digits=10,
         decimal_places=2,
         help_text=f"US dollars with at most 2 decimals, from 0.01 to {MAX_PRICE_USD:,}.",
+        error_messages={
+            "min_value": "A price is at least $0.01.",
+            "max_value": f"A price is at most ${MAX_PRICE_USD:,}.",
+            "invalid": "Enter the price as a number of US dollars, such as 129.99.",
+            "max_decimal_places": "Give at most 2 decimals (cents).",
+            "max_digits": f"A price is at most ${MAX_PRICE_USD:,}.",
+            "max_whole_digits": f"A price is at most ${MAX_PRICE_USD:,}.",
+        },
     )
     price_kind = forms.ChoiceField(label="Kind of price", choices=PriceKind.choices, initial=PriceKind.LIST)
     price_source = forms.CharField(
