@@ -193,7 +193,13 @@ def test_artifact_round_trip(tmp_path):
     artifact = small_artifact()
     artifact.save(tmp_path / "v1")
     # Everything but the optional parts it has none of.
-    expected = set(ARTIFACT_FILES) - {"footwear.npz", "backbone.keras", "model_head.npz", "open_set.npz"}
+    expected = set(ARTIFACT_FILES) - {
+        "footwear.npz",
+        "backbone.keras",
+        "model_head.npz",
+        "open_set.npz",
+        "text_model.npz",
+    }
     assert sorted(p.name for p in (tmp_path / "v1").iterdir()) == sorted(expected)
     loaded = ModelArtifact.load(tmp_path / "v1")
     assert loaded.metadata == artifact.metadata
