@@ -17,11 +17,11 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from predictions.idempotency import idempotent
 from predictions.models import Prediction
 from predictions.selectors import prediction_get_visible, prediction_list_visible
 from predictions.services import prediction_create
-from sneakers.openapi import ERROR_SCHEMA, NOT_FOUND, PAGE_PARAMETERS
-from sneakers.throttling import UploadRateThrottle
+from sneakers.openapi import ERROR_SCHEMA, IDEMPOTENCY_PARAMETER, IDEMPOTENCY_RESPONSES, NOT_FOUND, PAGE_PARAMETERS
 
 DESCRIPTION_MAX = 10_000
 """Longest listing description accepted, in characters."""
@@ -179,13 +179,7 @@ class PredictionCollectionApi(APIView):
     """``POST``: upload a photo (``202`` + ``Location``). ``GET``: the caller's own predictions, newest first."""
 
     parser_classes = [MultiPartParser, FormParser]
-
-    def get_throttles(self):
-        """Uploads count against the upload rate as well as the read rate."""
-        throttles = super().get_throttles()
-        if self.request.method == "POST":
-            throttles.append(UploadRateThrottle())
-        return throttles
+    throttle_scope = "upload"  # a POST counts one photo against the upload rate, besides the read rate
 
     class InputSerializer(serializers.Serializer):
         # Empty files reach the service, which keeps them as failed predictions (code image_empty).
@@ -202,7 +196,9 @@ class PredictionCollectionApi(APIView):
     @extend_schema(
         operation_id="predictions_create",
         request=InputSerializer,
+        parameters=[IDEMPOTENCY_PARAMETER],
         responses={
+            **IDEMPOTENCY_RESPONSES,
             202: PredictionOutputSerializer,
             400: OpenApiResponse(ERROR_SCHEMA, description="Missing or invalid image."),
             401: OpenApiResponse(ERROR_SCHEMA, description="No or bad token."),
@@ -212,6 +208,9 @@ class PredictionCollectionApi(APIView):
         },
     )
     def post(self, request: Request) -> Response:
+        return idempotent(request, lambda: self._create(request))
+
+    def _create(self, request: Request) -> Response:
         files = request.FILES.getlist("image")
         if len(files) > 1:
             raise serializers.ValidationError({"image": ["Send exactly one file per request."]})

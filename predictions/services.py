@@ -23,6 +23,7 @@ from django.db import transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
+from catalog.downloads import DownloadError, fetch_url
 from catalog.images import ImageRejected, inspect_image
 from catalog.models import Brand, Product, ProductImage
 from predictions.models import Feedback, Prediction
@@ -122,6 +123,63 @@ def prediction_create(
         prediction.save()
         transaction.on_commit(lambda: prediction_enqueue(prediction_id=prediction.id))
     return prediction
+
+
+def prediction_create_from_url(
+    *,
+    url: str,
+    channel: str,
+    owner: AbstractBaseUser,
+    title: str = "",
+    description: str = "",
+) -> Prediction:
+    """Create a ``queued`` prediction for an image URL (a batch item) and enqueue it after commit.
+
+    Nothing is downloaded here: the worker fetches the URL (``catalog.downloads.fetch_url``, public addresses
+    only, size and time limits) and checks the bytes like an upload before running the model
+    (``prediction_run``). ``url`` is kept in ``source_url`` whatever happens.
+    """
+    prediction = Prediction.objects.create(
+        owner=owner,
+        channel=channel,
+        source_url=url[:2000],
+        original_filename=url.rsplit("/", 1)[-1].split("?", 1)[0][-255:],
+        title=(title or "").strip()[:300],
+        description=(description or "").strip(),
+    )
+    transaction.on_commit(lambda: prediction_enqueue(prediction_id=prediction.id))
+    return prediction
+
+
+def _prediction_fetch_source(*, prediction: Prediction) -> bytes | None:
+    """Download a URL item's image, check it like an upload and store it on the (running) prediction.
+
+    Returns the bytes, or None after failing the prediction: with the ``DownloadError`` code (``url_*``)
+    when the download fails, or with the ``image_*`` code when the bytes are refused (kept as ``upload.bin``).
+    """
+    try:
+        data = fetch_url(prediction.source_url).content
+    except DownloadError as exc:
+        prediction_mark_failed(prediction_id=prediction.id, code=exc.code, message=exc.message)
+        return None
+    prediction.sha256 = hashlib.sha256(data).hexdigest()
+    prediction.size_bytes = len(data)
+    try:
+        info = inspect_image(
+            data, max_bytes=settings.SNEAKERS_UPLOAD_MAX_BYTES, max_pixels=settings.SNEAKERS_UPLOAD_MAX_PIXELS
+        )
+    except ImageRejected as exc:
+        prediction.image.save("upload.bin", ContentFile(data), save=False)
+        Prediction.objects.filter(id=prediction.id).update(
+            image=prediction.image.name, sha256=prediction.sha256, size_bytes=prediction.size_bytes
+        )
+        prediction_mark_failed(prediction_id=prediction.id, code=exc.code, message=exc.message)
+        return None
+    prediction.image.save(f"upload.{FORMAT_EXTENSIONS[info.format]}", ContentFile(data), save=False)
+    Prediction.objects.filter(id=prediction.id).update(
+        image=prediction.image.name, sha256=prediction.sha256, size_bytes=prediction.size_bytes
+    )
+    return data
 
 
 def _prediction_save_refused(*, prediction: Prediction, data: bytes, error: ImageRejected) -> None:
@@ -330,7 +388,8 @@ def prediction_run(*, prediction_id: str) -> None:
 
     Permanent problems end the job ``failed`` with a code, once: ``image_*`` (bad photo),
     ``model_unavailable`` (no active version, or weights/artifact missing or corrupt),
-    ``upload_missing`` (the stored file is gone). Transient errors (database, storage I/O) propagate
+    ``upload_missing`` (the stored file is gone), ``url_*`` (a URL item's download failed; see
+    ``catalog.downloads.DOWNLOAD_ERROR_CODES``). Transient errors (database, storage I/O) propagate
     so the Celery task retries; the caller puts the row back to ``queued`` first.
     """
     prediction = prediction_claim(prediction_id=prediction_id)
@@ -345,14 +404,19 @@ def prediction_run(*, prediction_id: str) -> None:
             message="No model is active yet. Staff: run `manage.py train`.",
         )
         return
-    try:
-        with prediction.image.open("rb") as handle:
-            data = handle.read()
-    except FileNotFoundError:
-        prediction_mark_failed(
-            prediction_id=prediction_id, code="upload_missing", message="The uploaded file is missing."
-        )
-        return
+    if prediction.source_url and not prediction.image:
+        data = _prediction_fetch_source(prediction=prediction)
+        if data is None:
+            return
+    else:
+        try:
+            with prediction.image.open("rb") as handle:
+                data = handle.read()
+        except FileNotFoundError:
+            prediction_mark_failed(
+                prediction_id=prediction_id, code="upload_missing", message="The uploaded file is missing."
+            )
+            return
     try:
         outcome = inference.inference_run(model_version=model_version, data=data)
     except ImageError as exc:

@@ -14,6 +14,7 @@ from celery import shared_task
 from celery.signals import worker_process_init
 from django.db import InterfaceError, OperationalError
 
+from predictions import idempotency
 from predictions.services import prediction_mark_failed, prediction_release, prediction_run, prediction_sweep
 from registry import runtime
 from registry.selectors import model_version_get_active
@@ -140,3 +141,13 @@ def warm_models(**_: object) -> None:
             logger.info("warmed model version %s", model_version.name)
     except Exception:  # a worker without a model still starts; jobs then fail with model_unavailable
         logger.exception("could not warm the active model")
+
+
+@shared_task(name="predictions.tasks.idempotency_sweep", acks_late=True, soft_time_limit=60, time_limit=90)
+def idempotency_sweep() -> int:
+    """Delete ``Idempotency-Key`` records older than ``SNEAKERS_IDEMPOTENCY_TTL_SECONDS`` (queue ``default``).
+
+    Scheduled by Celery beat (hourly); expired keys are also ignored when met, so a late sweep changes nothing
+    a client sees. Returns the number deleted.
+    """
+    return idempotency.idempotency_sweep()

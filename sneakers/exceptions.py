@@ -75,6 +75,10 @@ def api_exception_handler(exc: Exception, context: dict[str, Any]) -> Response |
         detail = exc.detail
         code = getattr(detail, "code", None) or exc.default_code
         body = error_body(str(code), str(detail))
+        if isinstance(exc, drf_exceptions.NotAuthenticated | drf_exceptions.AuthenticationFailed):
+            hint = _auth_scheme_hint(context.get("request"))
+            if hint:
+                body = error_body(str(code), f"{detail} {hint}", {"hint": hint})
         if isinstance(exc, drf_exceptions.Throttled) and exc.wait is not None:
             body["error"]["detail"] = {"retry_after_seconds": int(exc.wait)}
     else:  # pragma: no cover - exception_handler only answers APIException subclasses
@@ -83,9 +87,40 @@ def api_exception_handler(exc: Exception, context: dict[str, Any]) -> Response |
     return response
 
 
+AUTH_SCHEME_HINT = "Send the token as `Authorization: Token <key>` (this API does not use the Bearer scheme)."
+
+
+def _auth_scheme_hint(request: Any) -> str:
+    """A hint when the request sent its credentials with another scheme than ``Token`` (e.g. ``Bearer``)."""
+    header = (getattr(request, "META", None) or {}).get("HTTP_AUTHORIZATION", "")
+    scheme = header.split(" ", 1)[0].lower() if header.strip() else ""
+    if scheme and scheme != "token" and scheme != "basic":
+        return AUTH_SCHEME_HINT
+    return ""
+
+
 def json_not_found(request: Any, exception: Exception | None = None) -> JsonResponse:
     """``handler404`` body for API paths: the same error shape as the API's own 404."""
     return JsonResponse(error_body("not_found", "Not found."), status=status.HTTP_404_NOT_FOUND)
+
+
+class ApiNotFoundMiddleware:
+    """Turns any non-JSON 404 under ``/api/`` (an unknown path or a malformed id, also Django's debug page when
+    ``DEBUG`` is on, where ``handler404`` is not used) into the API's JSON 404. Put it last in ``MIDDLEWARE``
+    so that the middleware around it sees the JSON answer."""
+
+    def __init__(self, get_response: Any) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: Any) -> Any:
+        response = self.get_response(request)
+        if (
+            response.status_code == status.HTTP_404_NOT_FOUND
+            and request.path.startswith("/api/")
+            and not response.get("Content-Type", "").startswith("application/json")
+        ):
+            return json_not_found(request)
+        return response
 
 
 def json_server_error(request: Any) -> JsonResponse:

@@ -25,6 +25,7 @@ api_v1 = (
     [
         path("", include("predictions.api_urls")),
         path("", include("catalog.api_urls")),
+        path("", include("partners.api_urls")),
     ],
     "api",
 )
@@ -35,8 +36,10 @@ urlpatterns = [
     path("accounts/", include("accounts.urls")),
     path("admin/", admin.site.urls),
     path("api/v1/", include(api_v1)),
-    path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
-    path("api/docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
+    # The schema and its docs page are never rate limited (they are what a partner reads first).
+    path("api/schema/", SpectacularAPIView.as_view(throttle_classes=[]), name="api-schema"),
+    path("api/docs/", SpectacularSwaggerView.as_view(url_name="api-schema", throttle_classes=[]), name="api-docs"),
+    path("", include("partners.urls")),
     path("healthz", healthz, name="healthz"),
     path("health/", health, name="health"),
 ]

@@ -101,3 +101,23 @@ def _heads_only_training(settings) -> None:
     Fine-tuning has its own tests (``tests/unit/ml/test_ml_quality.py``, ``test_ml_augment.py``).
     """
     settings.SNEAKERS_FINETUNE = False
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _session_cache(tmp_path_factory):
+    """The embedded default cache backend (``sneakers.cache.CounterFileBasedCache``) in this test session's own
+    folder, so that test runs never share or clear each other's rate-limit counters (nor ``var/``'s)."""
+    from django.test import override_settings
+
+    override = override_settings(
+        CACHES={
+            "default": {
+                "BACKEND": "sneakers.cache.CounterFileBasedCache",
+                "LOCATION": str(tmp_path_factory.mktemp("django_cache")),
+                "OPTIONS": {"MAX_ENTRIES": 100_000},
+            }
+        }
+    )
+    override.enable()
+    yield
+    override.disable()
