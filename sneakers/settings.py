@@ -61,6 +61,7 @@ INSTALLED_APPS = [
     "registry",
     "worker",
     "predictions",
+    "partners",
 ]
 
 MIDDLEWARE = [
@@ -72,6 +73,8 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "partners.middleware.RateLimitHeadersMiddleware",
+    "sneakers.exceptions.ApiNotFoundMiddleware",
 ]
 
 ROOT_URLCONF = "sneakers.urls"
@@ -194,9 +197,19 @@ SNEAKERS_MODEL_MIN_PHOTOS = env.int("SNEAKERS_MODEL_MIN_PHOTOS", default=20)
 SNEAKERS_CACHE_DIR = Path(env.str("SNEAKERS_CACHE_DIR", default=str(VAR_DIR / "cache")))
 SNEAKERS_TRAINING_SEED = env.int("SNEAKERS_TRAINING_SEED", default=42)
 
-# --- Cache (API throttle counters) ---------------------------------------------------------------
-# Local memory by default (counters per process); Redis in production, e.g. redis://host:6379/1.
-CACHES = {"default": env.cache("CACHE_URL", default="locmemcache://")}
+# --- Cache (API rate-limit counters) ------------------------------------------------------------
+# Shared by every process on the host by default with no server: files under var/django_cache, counted
+# under a file lock (sneakers.cache). Redis for several hosts, e.g. CACHE_URL=redis://host:6379/1.
+if env.str("CACHE_URL", default=""):
+    CACHES = {"default": env.cache("CACHE_URL")}
+else:
+    CACHES = {
+        "default": {
+            "BACKEND": "sneakers.cache.CounterFileBasedCache",
+            "LOCATION": str(VAR_DIR / "django_cache"),
+            "OPTIONS": {"MAX_ENTRIES": 100_000},
+        }
+    }
 
 # --- REST framework ----------------------------------------------------------------------------
 SNEAKERS_API_RATES = {
@@ -210,7 +223,11 @@ REST_FRAMEWORK = {
         "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
-    "DEFAULT_THROTTLE_CLASSES": ["sneakers.throttling.ReadRateThrottle", "sneakers.throttling.AnonReadRateThrottle"],
+    "DEFAULT_THROTTLE_CLASSES": [
+        "partners.throttling.ReadRateThrottle",
+        "partners.throttling.AnonRateThrottle",
+        "partners.throttling.UploadRateThrottle",
+    ],
     "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.PageNumberPagination",
     "PAGE_SIZE": env.int("SNEAKERS_API_PAGE_SIZE", default=20),
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
@@ -227,6 +244,12 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
     "COMPONENT_SPLIT_REQUEST": True,
+    # Three models have a "status" choice set; each gets its own name in the schema.
+    "ENUM_NAME_OVERRIDES": {
+        "PredictionStatusEnum": "predictions.models.Prediction.Status",
+        "BatchStatusEnum": "partners.models.Batch.Status",
+        "WebhookDeliveryStatusEnum": "partners.models.WebhookDelivery.Status",
+    },
 }
 
 # --- Celery ------------------------------------------------------------------------------------
@@ -297,6 +320,31 @@ CELERY_TASK_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
+
+# --- Partner API (partners: batches, webhooks, idempotency; README "Partner API") ------------------
+# Absolute URLs in webhook bodies (the site's public address as partners reach it).
+SNEAKERS_PUBLIC_URL = env.str("SNEAKERS_PUBLIC_URL", default="http://localhost:8000")
+SNEAKERS_BATCH_MAX_ITEMS = env.int("SNEAKERS_BATCH_MAX_ITEMS", default=100)  # photos and URLs per batch
+SNEAKERS_BATCH_MAX_BYTES = env.int("SNEAKERS_BATCH_MAX_BYTES", default=200 * 1024 * 1024)  # one batch request
+DATA_UPLOAD_MAX_NUMBER_FILES = max(100, SNEAKERS_BATCH_MAX_ITEMS)
+SNEAKERS_IDEMPOTENCY_TTL_SECONDS = env.int("SNEAKERS_IDEMPOTENCY_TTL_SECONDS", default=24 * 3600)
+# Webhooks: tries in all, backoff base and cap (seconds; full jitter), timeout per try (seconds). The cap
+# stays under the Redis visibility timeout, so a waiting retry is never handed out twice.
+SNEAKERS_WEBHOOK_MAX_ATTEMPTS = env.int("SNEAKERS_WEBHOOK_MAX_ATTEMPTS", default=8)
+SNEAKERS_WEBHOOK_BACKOFF_SECONDS = env.int("SNEAKERS_WEBHOOK_BACKOFF_SECONDS", default=30)
+SNEAKERS_WEBHOOK_BACKOFF_MAX_SECONDS = env.int("SNEAKERS_WEBHOOK_BACKOFF_MAX_SECONDS", default=3600)
+SNEAKERS_WEBHOOK_TIMEOUT_SECONDS = env.float("SNEAKERS_WEBHOOK_TIMEOUT_SECONDS", default=10.0)
+SNEAKERS_WEBHOOK_MAX_ENDPOINTS = env.int("SNEAKERS_WEBHOOK_MAX_ENDPOINTS", default=10)
+# Webhooks go to public addresses only unless this is true (tests with a receiver on 127.0.0.1).
+SNEAKERS_WEBHOOK_ALLOW_PRIVATE = env.bool("SNEAKERS_WEBHOOK_ALLOW_PRIVATE", default=False)
+CELERY_TASK_ROUTES["partners.tasks.deliver_webhook"] = {"queue": "default"}
+CELERY_TASK_ROUTES["partners.tasks.sweep"] = {"queue": "default"}
+CELERY_TASK_ROUTES["predictions.tasks.idempotency_sweep"] = {"queue": "default"}
+CELERY_BEAT_SCHEDULE["sweep-partners"] = {
+    "task": "partners.tasks.sweep",
+    "schedule": env.float("SNEAKERS_SWEEP_INTERVAL_SECONDS", default=30.0),
+}
+CELERY_BEAT_SCHEDULE["sweep-idempotency-keys"] = {"task": "predictions.tasks.idempotency_sweep", "schedule": 3600.0}
 
 # --- Logging -----------------------------------------------------------------------------------
 LOGGING = {
