@@ -321,6 +321,19 @@ CELERY_ACCEPT_CONTENT = ["json"]
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 
+# --- Catalog feeds (catalog.feeds; README "Catalog feeds") ----------------------------------------
+# Feeds beat re-ingests: http(s) URLs or paths on the worker's host, comma-separated (Feed rows marked
+# "scheduled" in admin are re-ingested too).
+SNEAKERS_FEEDS = env.list("SNEAKERS_FEEDS", default=[])
+SNEAKERS_FEED_INTERVAL_SECONDS = env.int("SNEAKERS_FEED_INTERVAL_SECONDS", default=24 * 3600)
+SNEAKERS_FEED_MAX_BYTES = env.int("SNEAKERS_FEED_MAX_BYTES", default=200 * 1024 * 1024)  # one feed file
+CELERY_TASK_ROUTES["catalog.tasks.ingest_feed"] = {"queue": "ingest"}
+CELERY_TASK_ROUTES["catalog.tasks.ingest_scheduled_feeds"] = {"queue": "ingest"}
+CELERY_BEAT_SCHEDULE["ingest-feeds"] = {
+    "task": "catalog.tasks.ingest_scheduled_feeds",
+    "schedule": float(SNEAKERS_FEED_INTERVAL_SECONDS),
+}
+
 # --- Partner API (partners: batches, webhooks, idempotency; README "Partner API") ------------------
 # Absolute URLs in webhook bodies (the site's public address as partners reach it).
 SNEAKERS_PUBLIC_URL = env.str("SNEAKERS_PUBLIC_URL", default="http://localhost:8000")
