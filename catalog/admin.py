@@ -161,10 +161,11 @@ class ProductImageInline(admin.TabularInline):
     verbose_name = "photo"
     verbose_name_plural = "photos"
     show_change_link = True
-    fields = ("preview", "image", "style", "sha256", "width", "height", "source_path")
-    readonly_fields = ("preview", "sha256", "width", "height", "source_path")
+    fields = ("preview", "image", "style", "sha256", "width", "height")
+    readonly_fields = ("preview", "sha256", "width", "height")
     # The preview shows the stored photo; the file input only takes a new or replacement file (the
-    # "Currently: <storage name>" of the default widget made rows wider than the page).
+    # "Currently: <storage name>" of the default widget made rows wider than the page). Where a photo
+    # came from is on its own page ("Change").
     formfield_overrides = {models.ImageField: {"widget": forms.FileInput}}
 
     @admin.display(description="preview")
