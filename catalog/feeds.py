@@ -48,6 +48,7 @@ from pathlib import Path
 from typing import Any, Final
 from urllib.parse import urlsplit
 
+from celery import current_app
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.files.base import ContentFile
@@ -725,12 +726,10 @@ def feed_run_start(
 
 
 def feed_run_enqueue(*, run_id: int) -> bool:
-    """Send ``catalog.tasks.ingest_feed`` for a run; False (logged) when the broker refused it: the run stays
-    ``queued`` and the next scheduled ingest sends it again."""
-    from catalog.tasks import ingest_feed  # the task module imports this one
-
+    """Send ``catalog.tasks.ingest_feed`` for a run, by name (routed to the ``ingest`` queue); False (logged) when
+    the broker refused it: the run stays ``queued`` and the next scheduled ingest sends it again."""
     try:
-        ingest_feed.delay(run_id)
+        current_app.send_task("catalog.tasks.ingest_feed", args=[run_id])
     except Exception:  # kombu raises transport-specific errors; any of them means "not sent"
         logger.exception("could not enqueue feed run %s; it stays queued", run_id)
         return False

@@ -8,7 +8,9 @@ from django.contrib.auth.models import Permission
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.urls import reverse
 
+from catalog import feeds
 from catalog.models import Feed, FeedRun, Product
+from catalog.tasks import ingest_feed
 from tests.feeds.conftest import make_image
 
 pytestmark = pytest.mark.django_db
@@ -24,13 +26,18 @@ def staff_client(client, django_user_model):
 
 
 @pytest.fixture
-def eager():
-    """Celery runs tasks in this process (``task_always_eager``), so an enqueued ingest runs at once."""
-    from sneakers.celery import app
+def eager(monkeypatch) -> list[int]:
+    """An enqueued ingest runs at once in this process: the task function is called with the run id that
+    ``feed_run_enqueue`` would send (``test_feed_ingest`` checks what it sends). Returns the ids sent."""
+    sent: list[int] = []
 
-    app.conf.task_always_eager = True
-    yield
-    app.conf.task_always_eager = False
+    def enqueue(*, run_id: int) -> bool:
+        sent.append(run_id)
+        ingest_feed(run_id)
+        return True
+
+    monkeypatch.setattr(feeds, "feed_run_enqueue", enqueue)
+    return sent
 
 
 @pytest.fixture

@@ -281,18 +281,31 @@ def test_the_schedule_starts_configured_and_scheduled_feeds(server, photos, sett
     assert FeedRun.objects.filter(feed=marked, error_code="worker_lost").count() == 1
 
 
-def test_the_beat_task_queues_real_runs(server, photos, settings):
+def test_the_beat_task_sends_each_run_to_the_ingest_task(server, photos, settings, monkeypatch):
     from sneakers.celery import app
 
+    sent: list[tuple[str, list]] = []
+    monkeypatch.setattr(app, "send_task", lambda name, args=None, **kwargs: sent.append((name, args)))
     configured = server.publish("/feeds/a.txt", tsv(("A1", "T", "Nike", "1", photos["a"], "", "")), "text/plain")
     settings.SNEAKERS_FEEDS = [configured]
-    app.conf.task_always_eager = True
-    try:
-        [run_id] = ingest_scheduled_feeds()
-    finally:
-        app.conf.task_always_eager = False
+    [run_id] = ingest_scheduled_feeds()
+    assert sent == [("catalog.tasks.ingest_feed", [run_id])]
+    # What the worker then does with that message:
+    assert ingest_feed(*sent[0][1]) == "succeeded"
     run = FeedRun.objects.get(pk=run_id)
     assert (run.status, run.origin, run.added) == (FeedRun.Status.SUCCEEDED, "schedule", 1)
+
+
+def test_a_run_the_broker_refuses_stays_queued(monkeypatch):
+    from sneakers.celery import app
+
+    def refuse(*args, **kwargs):
+        raise OSError("broker down")
+
+    monkeypatch.setattr(app, "send_task", refuse)
+    run = feed_run_create(feed=feed_get_or_create(name="shop"), origin=FeedRun.Origin.ADMIN, data=b"x")
+    assert feeds.feed_run_enqueue(run_id=run.pk) is False
+    assert FeedRun.objects.get(pk=run.pk).status == FeedRun.Status.QUEUED
 
 
 def test_routes_and_beat_entry(settings):

@@ -79,8 +79,8 @@ class Command(BaseCommand):
         def progress(report: FeedReport) -> None:
             if bar.total != report.rows:
                 bar.total = report.rows
-            bar.update(report.done - bar.n)
             bar.set_postfix(added=report.added, updated=report.updated, failed=report.failed, refresh=False)
+            bar.update(report.done - bar.n)
 
         try:
             finished = feed_run_execute(run_id=run.pk, progress=progress)
