@@ -280,7 +280,9 @@ class ProductImageAdmin(admin.ModelAdmin):
     """
 
     form = ProductImageForm
-    list_display = ("preview", "brand", "product", "style", "size", "source_repo")
+    # The product's name through a method: Django keeps foreign-key cells on one line, and long listing titles
+    # pushed the last columns out of view. Source repo is a filter, for the same reason.
+    list_display = ("preview", "brand", "product_name", "style", "size")
     list_filter = ("brand", ("product", admin.EmptyFieldListFilter), "style", "source_repo")
     search_fields = ("sha256", "source_path", "product__name")
     list_select_related = ("brand", "product")
@@ -311,9 +313,13 @@ class ProductImageAdmin(admin.ModelAdmin):
     def preview(self, obj: ProductImage) -> str:
         return _thumbnail(obj)
 
+    @admin.display(ordering="product__name", description="product")
+    def product_name(self, obj: ProductImage) -> str:
+        return obj.product.name if obj.product else "– (training photo)"
+
     @admin.display(description="size (px)")
     def size(self, obj: ProductImage) -> str:
-        return f"{obj.width} × {obj.height}"
+        return f"{obj.width}\u00a0×\u00a0{obj.height}"  # no-break spaces: one line
 
     @admin.display(description="photo")
     def large_preview(self, obj: ProductImage) -> str:

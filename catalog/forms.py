@@ -65,6 +65,7 @@ class ProductImageForm(forms.ModelForm):
         error_messages = {"image": {"empty": "The file is empty.", "invalid": "No file was sent."}}
         labels = {"image": "Photo file"}
         help_texts = {
+            "product": "The product the photo shows; empty for a training photo of a brand (no product).",
             "brand": "Taken from the product when one is chosen. Choose it only for a photo without product "
             "(a training photo of the brand).",
             "image": "JPEG, PNG or WebP, checked like shoppers' uploads (size, pixel count, complete data).",
