@@ -137,6 +137,7 @@ class RowFailure:
     reason: str
 
     def as_dict(self) -> dict[str, Any]:
+        """``{"line", "id", "reason"}``, as ``FeedRun.failures`` stores it."""
         return {"line": self.line, "id": self.id, "reason": self.reason}
 
 
@@ -408,6 +409,7 @@ class FeedReport:
         return self.added + self.updated + self.unchanged + self.failed
 
     def fail(self, failure: RowFailure) -> None:
+        """Count a skipped row and keep its reason."""
         self.failed += 1
         self.failures.append(failure)
 

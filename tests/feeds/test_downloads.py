@@ -187,6 +187,15 @@ def test_the_connected_address_is_checked_again(server, settings, monkeypatch):
     assert server.hits["/good.jpg"] == 0  # nothing was sent
 
 
+def test_the_connected_address_is_checked_before_the_tls_handshake(server, settings, monkeypatch):
+    # The same guard on https: refused after connecting, before any TLS byte (the test server speaks plain HTTP,
+    # so a handshake would fail with another error).
+    monkeypatch.setattr(downloads, "_check_host", lambda host, port, url: None)
+    settings.SNEAKERS_FETCH_ALLOW_PRIVATE = False
+    url = server.url("/good.jpg").replace("http://", "https://")
+    assert error_of(url, retries=0).code == "url_private_address"
+
+
 # --- fetch_many ---------------------------------------------------------------------------------------------
 
 
