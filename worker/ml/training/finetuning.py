@@ -63,6 +63,7 @@ def finetune_variant(
     config: TrainingConfig,
     say: Callable[[str], None],
     scenes: Scenes | None = None,
+    progress: Callable[[str, int, int], None] | None = None,
 ) -> FinetuneOutcome:
     """Fine-tune the top of the backbone on cached trunk activations (``worker.ml.finetune``).
 
@@ -76,7 +77,10 @@ def finetune_variant(
 
     ``vectors`` / ``mirrored`` (``(N, D)``, L2-normalised) and ``wild_base`` are the head-only
     embeddings of the same photos: the taps of the multi-level descriptor come from the frozen trunk,
-    so their part of the descriptor is taken from there and only the pooled part is recomputed."""
+    so their part of the descriptor is taken from there and only the pooled part is recomputed.
+
+    ``progress(stage, done, total)`` (``worker.ml.training.run.STAGES``): ``"augmenting"`` after each catalog
+    photo's activations, ``"fine-tuning"`` after each epoch (of at most ``config.finetune_epochs``)."""
     from worker.ml.finetune import (
         build_dual_model,
         clone_top,
@@ -105,6 +109,8 @@ def finetune_variant(
     # "phone1": worker.ml.augment.phone_photo; bump it when the augmentation changes (stale caches).
     tag = f"{backbone.fingerprint}-{cut}-phone1-{scenes.fingerprint}-s{seed}-{remover_name}"
     folder = Path(workdir) / "activations" / tag if workdir is not None else None
+    report = progress or (lambda stage, done, total: None)
+    report("augmenting", 0, len(samples))
     clean, flipped, augmented, augmented_labels = [], [], [], []
     for i, sample in enumerate(samples):
         copies = per_brand.get(str(labels[i]), 0)
@@ -136,6 +142,7 @@ def finetune_variant(
             augmented_labels.extend([labels[i]] * (stack.shape[0] - 2))
         if (i + 1) % 500 == 0:
             say(f"  trunk activations {i + 1}/{len(samples)} ({time.perf_counter() - started:.0f} s)")
+        report("augmenting", i + 1, len(samples))
     clean_acts = np.stack(clean)
     flip_acts = np.stack(flipped) if flipped else clean_acts[:0]
     use_removed = rule_pick(rule, wild_sq.plain, wild_sq.removed is not None)
@@ -172,7 +179,16 @@ def finetune_variant(
     val_x = np.concatenate([clean_acts[val_rows], wild_acts[wild_val_known]])
     val_y = np.asarray([index[b] for b in [*labels[val_rows], *wild_labels[wild_val_known]]], dtype=np.int64)
     fit_started = time.perf_counter()
-    report = finetune_top(
+    epochs_run = [0]
+    report("fine-tuning", 0, config.finetune_epochs)
+
+    def epoch_done(line: str) -> None:
+        """``finetune_top`` calls this once per epoch: log the line and count the epoch."""
+        say(line)
+        epochs_run[0] += 1
+        report("fine-tuning", epochs_run[0], config.finetune_epochs)
+
+    tuned = finetune_top(
         top,
         train_x,
         train_y,
@@ -186,8 +202,9 @@ def finetune_variant(
         class_weight=config.head_class_weight,
         epochs=config.finetune_epochs,
         time_budget_s=config.finetune_budget_s,
-        progress=say,
+        progress=epoch_done,
     )
+    report("fine-tuning", config.finetune_epochs, config.finetune_epochs)  # early stop: the stage is over
     fit_seconds = time.perf_counter() - fit_started
     top_dim = backbone.top_dim
 
@@ -221,10 +238,10 @@ def finetune_variant(
         },
         "train_rows": int(train_x.shape[0]),
         "val_rows": int(val_x.shape[0]),
-        "best_epoch": report.best_epoch,
-        "stopped": report.stopped,
-        "start_val_log_loss": report.start_val_log_loss,
-        "history": report.history,
+        "best_epoch": tuned.best_epoch,
+        "stopped": tuned.stopped,
+        "start_val_log_loss": tuned.start_val_log_loss,
+        "history": tuned.history,
         "seconds_activations": round(acts_seconds, 1),
         "seconds_training": round(fit_seconds, 1),
         "seconds_total": round(time.perf_counter() - started, 1),

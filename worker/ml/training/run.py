@@ -12,6 +12,9 @@ Stages (each a module of this package, each returning a dataclass):
    calibrated validation log loss is lower.
 5. ``reporting``: test figures (catalog test side, wild test per style) and plots.
 
+Progress: ``train_model(stage_progress=...)`` is called as ``(stage, done, total)`` with the names of
+``STAGES``, so a caller can show how far a long run is (the registry writes it to a ``TrainingRun`` row).
+
 Deterministic for a given seed, backbone, config and data: the split uses a seeded NumPy generator,
 lbfgs and Ridge are deterministic, and embeddings do not depend on batch order.
 """
@@ -57,6 +60,15 @@ if TYPE_CHECKING:
     from worker.ml.backbone import Backbone
 
 
+STAGES = ("splitting", "embedding", "preparing", "fitting", "augmenting", "fine-tuning", "finishing")
+"""Stage names ``train_model`` reports to ``stage_progress``, in the order they run; ``done`` / ``total`` count:
+splitting 0/1 then 1/1; embedding: catalog photos (cache hits included); preparing: wild, negative and
+validation photos squared as the pipeline sees them; fitting: the head-only variant (0/1, 1/1);
+augmenting: catalog photos whose trunk activations and augmented copies are ready (fine-tuning only);
+fine-tuning: epochs run of at most ``config.finetune_epochs`` (fine-tuning only); finishing: steps done
+(variant heads, abstain thresholds, unknown-brand rule, model head, price head, reports and index)."""
+
+
 @dataclass(frozen=True, eq=False)
 class TrainingResult:
     """What ``train_model`` returns.
@@ -100,6 +112,7 @@ def train_model(
     test_remover: Remover | None = None,
     progress: Callable[[int, int], None] | None = None,
     log: Callable[[str], None] | None = None,
+    stage_progress: Callable[[str, int, int], None] | None = None,
 ) -> TrainingResult:
     """Train a model version (the stages of the module docstring).
 
@@ -113,6 +126,8 @@ def train_model(
             thresholds), default ``remover``.
         progress: ``progress(done, total)`` during catalog embedding.
         log: called with progress lines.
+        stage_progress: called as ``stage_progress(stage, done, total)`` with a name of ``STAGES`` when a
+            stage starts and as it advances (pure Python; exceptions it raises stop the training).
 
     Returns:
         ``TrainingResult``.
@@ -125,6 +140,7 @@ def train_model(
     data = data if isinstance(data, TrainingData) else TrainingData(catalog=tuple(data))
     config = config if config is not None else TrainingConfig()
     say = log or (lambda message: None)
+    report = stage_progress or (lambda stage, done, total: None)
     started = time.perf_counter()
     test_remover = test_remover if test_remover is not None else remover
     samples, wild = data.catalog, data.wild
@@ -133,13 +149,20 @@ def train_model(
     styles = data.styles
 
     # 1. Splits.
+    report("splitting", 0, 1)
     plan = plan_splits(data, config)
+    report("splitting", 1, 1)
     split = plan.catalog
     train, val, test = split.train, split.val, split.test
     wild_train, wild_val, wild_test = plan.wild_train, plan.wild_val, plan.wild_test
 
     # 2. Embeddings (catalog with mirrors; wild photos as the pipeline sees them).
-    catalog = embed_catalog(samples, backbone=backbone, cache=cache, remover=remover, config=config, progress=progress)
+    def embedding(done: int, total: int) -> None:
+        if progress is not None:
+            progress(done, total)
+        report("embedding", done, total)
+
+    catalog = embed_catalog(samples, backbone=backbone, cache=cache, remover=remover, config=config, progress=embedding)
     vectors, mirrored = catalog.vectors, catalog.mirrored
     embedded = time.perf_counter()
     say(f"catalog embedded in {embedded - started:.1f} s")
@@ -149,7 +172,15 @@ def train_model(
         say(f"footwear detector reads {detector.dim}-d features, backbone gives {backbone.aux_dim}: rule off")
         detector = None
     square_dir = Path(config.workdir) / "squares" if config.workdir is not None else None
-    wild_sq = photo_squares([(s.sha256, s.load) for s in wild], backbone, test_remover, square_dir)
+    to_prepare = len(wild) + (len(data.negatives) + int(val.size) if detector is not None else 0)
+
+    def preparing(offset: int) -> Callable[[int, int], None]:
+        return lambda done, _: report("preparing", offset + done, to_prepare)
+
+    report("preparing", 0, to_prepare)
+    wild_sq = photo_squares(
+        [(s.sha256, s.load) for s in wild], backbone, test_remover, square_dir, progress=preparing(0)
+    )
     say(f"wild / negative squares ready at {time.perf_counter() - started:.1f} s")
     wild_raw = embed_squares(backbone, wild_sq)
 
@@ -162,19 +193,38 @@ def train_model(
         say(f"background rule by wild validation log loss: {rule_losses} -> {rule}")
     neg_items = [(sha, load) for sha, load in zip(plan.negative_hashes, data.negatives, strict=True)]
     items = [(s.sha256, s.load) for s in samples]
-    neg_sq = photo_squares(neg_items, backbone, test_remover, square_dir, rule) if detector else None
-    val_sq = photo_squares([items[i] for i in val], backbone, test_remover, square_dir, rule) if detector else None
+    neg_sq = (
+        photo_squares(neg_items, backbone, test_remover, square_dir, rule, progress=preparing(len(wild)))
+        if detector
+        else None
+    )
+    val_sq = (
+        photo_squares(
+            [items[i] for i in val],
+            backbone,
+            test_remover,
+            square_dir,
+            rule,
+            progress=preparing(len(wild) + len(neg_items)),
+        )
+        if detector
+        else None
+    )
     say(f"negative / validation squares ready at {time.perf_counter() - started:.1f} s")
+    report("preparing", to_prepare, to_prepare)
+    report("fitting", 0, 1)
     variants: dict[str, VariantFit] = {
         "head-only": fit_variant(
             "head-only", vectors, mirrored, labels, split, wild_raw, rule, wild_labels, wild_train, wild_val, config
         )
     }
     curves: dict[str, Any] = {"head-only": variants["head-only"].fit.c_curve}
+    report("fitting", 1, 1)
 
     # 4. Fine-tuning.
     finetune_info: dict[str, Any] = {}
     finetuned_bytes: bytes | None = None
+    finishing_steps = 5  # abstain, unknown brand, model head, price head, reports; +1 for the fine-tuned heads
     if config.finetune:
         from worker.ml.training.augmentation import load_scenes
         from worker.ml.training.finetuning import finetune_variant
@@ -200,9 +250,12 @@ def train_model(
             config=config,
             say=say,
             scenes=scenes,
+            progress=report,
         )
         finetune_info = fine.info
         curves["fine-tuned"] = fine.info["history"]
+        finishing_steps += 1
+        report("finishing", 0, finishing_steps)
         variants["fine-tuned"] = fit_variant(
             "fine-tuned",
             fine.vectors,
@@ -217,6 +270,10 @@ def train_model(
             config,
         )
         finetuned_bytes = fine.keras_bytes
+        report("finishing", 1, finishing_steps)
+    else:
+        report("finishing", 0, finishing_steps)
+    finished_steps = finishing_steps - 5
     chosen = min(variants, key=lambda name: (variants[name].val["log_loss"], name != "head-only"))
     if config.keep_variant is not None:
         if config.keep_variant not in variants:
@@ -246,6 +303,7 @@ def train_model(
         negatives_tune=plan.negatives_tune,
         negatives_hold=plan.negatives_hold,
     )
+    report("finishing", finished_steps + 1, finishing_steps)
     plain_train_x = np.concatenate([final_vectors[train], wild_vec[wild_train]])
     plain_train_y = np.concatenate([labels[train], wild_labels[wild_train]])
     catalog_styles = np.asarray([s.style for s in samples], dtype=object)
@@ -261,6 +319,7 @@ def train_model(
         val_styles=np.concatenate([catalog_styles[val], wild_styles[wild_val]]),
     )
 
+    report("finishing", finished_steps + 2, finishing_steps)
     models, wild_models = _models(samples), _models(wild)
     photo_counts = Counter(m for m in (*models[train], *wild_models[wild_train]) if m is not None)
     cat_x, cat_models = catalog_training_rows(final_vectors, best.mirrored, models, split)
@@ -285,8 +344,10 @@ def train_model(
             )
         )
         say(f"model head: {len(model_fit.head.classes)} models, test top-1 {model_report.get('top1')}")
+    report("finishing", finished_steps + 3, finishing_steps)
     price = fit_price(final_vectors, samples, labels, np.asarray(plan.groups), split, config.price_alpha_grid)
     listing = fit_listing_text(samples, split, final_vectors, head, model_fit.head, seed=config.seed)
+    report("finishing", finished_steps + 4, finishing_steps)
 
     # 5. Reports.
     brand_report = {**best.fit.report(), **brand_test_report(head, final_vectors[test], labels[test])}
@@ -397,12 +458,14 @@ def train_model(
             "total": round(finished - started, 3),
         },
     }
-    return TrainingResult(
+    result = TrainingResult(
         artifact=artifact,
         metrics=finite_or_none(metrics),
         split=plan.record(data, config),
         report=report_pngs(brand_report, curves),
     )
+    report("finishing", finishing_steps, finishing_steps)
+    return result
 
 
 def _config_record(config: TrainingConfig) -> dict[str, Any]:
