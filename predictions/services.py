@@ -215,6 +215,20 @@ def prediction_enqueue(*, prediction_id: Any) -> bool:
     return True
 
 
+def prediction_enqueue_waiting() -> int:
+    """Enqueue every ``queued`` prediction again: the ones that waited while no model was active.
+
+    Called when the first model version becomes active (``predictions.receivers``). A prediction whose
+    message is still in the queue gets a second one, which does nothing (``prediction_claim``).
+    Returns how many the broker accepted.
+    """
+    waiting = Prediction.objects.filter(status=Prediction.Status.QUEUED).order_by("created_at")
+    sent = sum(prediction_enqueue(prediction_id=pk) for pk in waiting.values_list("id", flat=True).iterator())
+    if sent:
+        logger.info("a model is active: %d waiting prediction(s) enqueued", sent)
+    return sent
+
+
 @dataclass(frozen=True)
 class SweepReport:
     """What one ``prediction_sweep`` did (counts of predictions)."""
@@ -386,23 +400,23 @@ def prediction_mark_failed(*, prediction_id: Any, code: str, message: str) -> No
 def prediction_run(*, prediction_id: str) -> None:
     """Claim a queued prediction, run the active model's pipeline on its photo, store the outcome.
 
+    With no active version yet (a fresh install while the first model trains) the prediction is left
+    ``queued``, unclaimed: it waits, and ``prediction_enqueue_waiting`` sends it again once a version is
+    activated (``registry.signals.model_activated``, ``predictions.receivers``).
+
     Permanent problems end the job ``failed`` with a code, once: ``image_*`` (bad photo),
-    ``model_unavailable`` (no active version, or weights/artifact missing or corrupt),
+    ``model_unavailable`` (the active version's weights/artifact missing or corrupt),
     ``upload_missing`` (the stored file is gone), ``url_*`` (a URL item's download failed; see
     ``catalog.downloads.DOWNLOAD_ERROR_CODES``). Transient errors (database, storage I/O) propagate
     so the Celery task retries; the caller puts the row back to ``queued`` first.
     """
+    model_version = model_version_get_active()
+    if model_version is None:
+        logger.info("prediction %s stays queued: no model is active yet", prediction_id)
+        return
     prediction = prediction_claim(prediction_id=prediction_id)
     if prediction is None:
         logger.info("prediction %s is not queued (done, or another worker has it)", prediction_id)
-        return
-    model_version = model_version_get_active()
-    if model_version is None:
-        prediction_mark_failed(
-            prediction_id=prediction_id,
-            code="model_unavailable",
-            message="No model is active yet. Staff: run `manage.py train`.",
-        )
         return
     if prediction.source_url and not prediction.image:
         data = _prediction_fetch_source(prediction=prediction)

@@ -1,5 +1,6 @@
 """Admin of the model registry: a version's metrics as readable tables (summary, per style, per brand, model
-confusion), versions compared side by side, activate one.
+confusion), versions compared side by side, activate one or roll back; start a training or an evaluation
+(a ``TrainingRun`` on the ``training`` queue) and watch its progress and log; the activation gate's verdict.
 
 Metrics are the dict ``worker.ml.training.run.train_model`` stores (``TrainingResult.metrics``) plus the
 ``evaluations`` that ``manage.py evaluate`` adds; every table renders the keys present and skips absent ones
@@ -13,69 +14,29 @@ from collections.abc import Iterable
 from typing import Any
 
 from django.contrib import admin, messages
+from django.core.exceptions import PermissionDenied
 from django.db.models import QuerySet
-from django.http import HttpRequest
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.template.loader import render_to_string
 from django.template.response import TemplateResponse
-from django.utils.html import format_html_join
+from django.urls import path, reverse
+from django.utils.html import format_html, format_html_join
 from django.utils.safestring import SafeString
+from django.views.decorators.http import require_POST
 
-from registry.models import ModelVersion
-from registry.selectors import model_version_report_urls
-from registry.services import model_version_activate
-
-COMPARE_ROWS = (
-    ("variant", ("variant",)),
-    ("brand test top-1", ("brand", "top1")),
-    ("brand test top-3", ("brand", "top3")),
-    ("brand test log loss", ("brand", "log_loss")),
-    ("ECE before temperature", ("brand", "ece_before")),
-    ("ECE after temperature", ("brand", "ece_after")),
-    ("model test top-1", ("model", "top1")),
-    ("model test top-5", ("model", "top5")),
-    ("model: share not sure", ("model", "uncertain_share")),
-    ("model top-1 when sure", ("model", "top1_sure")),
-    ("price MAE (USD)", ("price", "mae")),
-    ("baseline MAE (USD)", ("price", "baseline_mae")),
-    ("real-world top-1 (held out)", ("wild", "real-world", "top1")),
-    ("product-shot top-1 (wild)", ("wild", "product-shot", "top1")),
-    ("training seconds", ("seconds", "total")),
+from registry.jobs import default_evaluation_sets, run_options
+from registry.models import ModelVersion, TrainingRun
+from registry.reports import COMPARE_ROWS, metric_at, metric_format, summary_rows, text_table
+from registry.selectors import (
+    STAGE_LABELS,
+    model_version_get_active,
+    model_version_report_urls,
+    training_run_live,
+    training_run_progress,
 )
-"""Rows of the summary and comparison tables: label and key path into ``ModelVersion.metrics``."""
+from registry.services import model_version_activate, model_version_roll_back, training_run_start
 
-USD_KEYS = {"mae", "baseline_mae", "price_mae", "price_baseline_mae", "rmse"}
-PLAIN_KEYS = {"log_loss", "val_log_loss", "val_log_loss_calibrated", "temperature", "C", "alpha", "score", "threshold"}
 STYLE_NAMES = {"": "unlabelled", "real-world": "real-world", "product-shot": "product-shot"}
-
-
-def metric_at(metrics: Any, *path: str) -> Any:
-    """The value at ``path`` in nested dicts, or None when a key is absent."""
-    value = metrics
-    for key in path:
-        if not isinstance(value, dict) or key not in value:
-            return None
-        value = value[key]
-    return value
-
-
-def metric_format(key: str, value: Any) -> str:
-    """A metric rounded for people: shares (accuracy, recall, ECE, MAPE) as percent with one decimal, USD with
-    cents, seconds with one decimal, log loss and other scores to 3 significant digits; "–" when absent."""
-    if value is None or value == "":
-        return "–"
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        return str(value)
-    if isinstance(value, int) and key not in USD_KEYS:
-        return f"{value:,}"
-    if key in USD_KEYS or key.endswith("_usd"):
-        return f"${value:,.2f}"
-    if key in PLAIN_KEYS or "log_loss" in key:
-        return f"{value:.3g}"
-    if key in {"total", "embed", "fit", "seconds"} or key.endswith("_seconds"):
-        return f"{value:,.1f} s"
-    if -1.0 <= value <= 1.0:
-        return f"{value * 100:.1f}%"
-    return f"{value:,.4g}"
 
 
 def style_rows(metrics: dict[str, Any]) -> list[dict[str, str]]:
@@ -151,14 +112,6 @@ def per_class_rows(report: dict[str, Any] | None) -> list[tuple[str, str, str, s
     ]
 
 
-def _summary_rows(metrics: dict[str, Any]) -> list[tuple[str, str]]:
-    return [
-        (label, metric_format(path[-1], metric_at(metrics, *path)))
-        for label, path in COMPARE_ROWS
-        if metric_at(metrics, *path) is not None
-    ]
-
-
 def _counts(metrics: dict[str, Any]) -> Iterable[tuple[str, str]]:
     return ((key, metric_format("n", value)) for key, value in sorted((metrics.get("counts") or {}).items()))
 
@@ -177,12 +130,15 @@ class ModelVersionAdmin(admin.ModelAdmin):
         "model_top1",
         "price_mae",
         "price_baseline_mae",
+        "gate_summary",
         "created_at",
     )
     list_filter = ("status",)
     readonly_fields = (
         "name",
         "status",
+        "gate_table",
+        "previous_version",
         "variant",
         "artifact_prefix",
         "backbone_fingerprint",
@@ -194,12 +150,117 @@ class ModelVersionAdmin(admin.ModelAdmin):
         "training_seconds",
         "created_at",
         "activated_at",
+        "catalog_fingerprint",
+        "runs",
     )
-    exclude = ("metrics",)
-    actions = ["activate", "compare"]
+    exclude = ("metrics", "gate")
+    actions = ["activate", "compare", "evaluate"]
+    change_list_template = "admin/registry/modelversion/change_list.html"
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False
+
+    def get_urls(self):
+        """Two staff-only POST endpoints before the model admin's own: start a training, roll back."""
+        wrap = self.admin_site.admin_view
+        return [
+            path("train/", wrap(require_POST(self.train_view)), name="registry_modelversion_train"),
+            path("roll-back/", wrap(require_POST(self.roll_back_view)), name="registry_modelversion_roll_back"),
+            *super().get_urls(),
+        ]
+
+    def changelist_view(self, request: HttpRequest, extra_context: dict | None = None) -> HttpResponse:
+        """The list, with the training form, the live run and the roll-back target above it."""
+        active = model_version_get_active()
+        live = training_run_live()
+        context = {
+            "active_version": active,
+            "roll_back_to": active.previous_version if active is not None else None,
+            "live_run": live,
+            "live_progress": training_run_progress(live) if live is not None else None,
+            "can_run": self.has_change_permission(request),
+            **(extra_context or {}),
+        }
+        return super().changelist_view(request, extra_context=context)
+
+    def train_view(self, request: HttpRequest) -> HttpResponse:
+        """Start a training run (form of the version list): activation rule and fine-tuning from the form.
+
+        One model run at a time: with one pending or running, this opens it instead of starting another.
+        """
+        if not self.has_change_permission(request):
+            raise PermissionDenied
+        live = training_run_live()
+        if live is not None:
+            self.message_user(
+                request, f"Training run #{live.id} is still {live.status}: follow it here.", messages.WARNING
+            )
+            return HttpResponseRedirect(reverse("admin:registry_trainingrun_change", args=[live.id]))
+        activate = request.POST.get("activate", "gate")
+        if activate not in {"first", "gate", "always"}:
+            activate = "gate"
+        finetune = {"yes": True, "no": False}.get(request.POST.get("finetune", ""))
+        run = training_run_start(
+            kind=TrainingRun.Kind.TRAIN,
+            options=run_options(activate=activate, finetune=finetune),
+            requested_by=request.user,
+        )
+        self.message_user(request, f"Training run #{run.id} queued on the jobs worker.")
+        return HttpResponseRedirect(reverse("admin:registry_trainingrun_change", args=[run.id]))
+
+    def roll_back_view(self, request: HttpRequest) -> HttpResponse:
+        """Re-activate the version that was active before the active one."""
+        if not self.has_change_permission(request):
+            raise PermissionDenied
+        try:
+            restored = model_version_roll_back()
+        except ValueError as exc:
+            self.message_user(request, str(exc), messages.ERROR)
+        else:
+            self.message_user(request, f"Rolled back: {restored.name} is active again.")
+        return HttpResponseRedirect(reverse("admin:registry_modelversion_changelist"))
+
+    @admin.display(description="gate")
+    def gate_summary(self, obj: ModelVersion) -> str:
+        gate = obj.gate or {}
+        if not gate:
+            return "–"
+        verdict = "passed" if gate.get("decision") == "activate" else "kept as candidate"
+        return f"{verdict}: {gate.get('reason', '')}"
+
+    @admin.display(description="activation gate")
+    def gate_table(self, obj: ModelVersion) -> SafeString | str:
+        gate = obj.gate or {}
+        if not gate:
+            return "– (no gate: activated by staff, or the first version)"
+        rows = [
+            (
+                label,
+                metric_format(key, (gate.get("candidate") or {}).get(key)),
+                metric_format(key, (gate.get("active") or {}).get(key)),
+            )
+            for label, key in (
+                ("brand top-1", "top1"),
+                ("brand top-1, abstained = wrong", "top1_shopper"),
+                ("log loss", "log_loss"),
+                ("photos", "n"),
+            )
+        ]
+        return render_to_string("admin/registry/modelversion/gate.html", {"gate": gate, "rows": rows, "version": obj})
+
+    @admin.display(description="runs")
+    def runs(self, obj: ModelVersion) -> SafeString | str:
+        runs = list(obj.runs.order_by("-created_at")[:10])
+        if not runs:
+            return "–"
+        return format_html_join(
+            ", ",
+            '<a href="{}">#{} {} ({})</a>',
+            (
+                (reverse("admin:registry_trainingrun_change", args=[run.id]), run.id, run.kind, run.status)
+                for run in runs
+            ),
+        )
 
     @admin.display(description="top-1")
     def top1(self, obj: ModelVersion) -> str:
@@ -249,7 +310,7 @@ class ModelVersionAdmin(admin.ModelAdmin):
         return render_to_string(
             "admin/registry/modelversion/metrics.html",
             {
-                "summary": _summary_rows(metrics),
+                "summary": summary_rows(metrics),
                 "styles": style_rows(metrics),
                 "brand_classes": per_class_rows(metrics.get("brand")),
                 "model_classes": per_class_rows(model),
@@ -281,6 +342,28 @@ class ModelVersionAdmin(admin.ModelAdmin):
         }
         return TemplateResponse(request, "admin/registry/modelversion/compare.html", context)
 
+    @admin.action(description="Evaluate the selected versions on their held-out photos")
+    def evaluate(self, request: HttpRequest, queryset: QuerySet[ModelVersion]) -> HttpResponse | None:
+        """Queue one ``evaluate`` run per version: the shared sets' photos on the version's test side."""
+        directories = default_evaluation_sets()
+        if not directories:
+            self.message_user(
+                request, "No evaluation set was found (SNEAKERS_DATASET_DIR and friends).", messages.ERROR
+            )
+            return None
+        runs = [
+            training_run_start(
+                kind=TrainingRun.Kind.EVALUATE,
+                options={"model": version.name, "directories": directories, "split": "test"},
+                requested_by=request.user,
+            )
+            for version in queryset
+        ]
+        self.message_user(request, f"Evaluation run(s) {', '.join(f'#{run.id}' for run in runs)} queued.")
+        if len(runs) == 1:
+            return HttpResponseRedirect(reverse("admin:registry_trainingrun_change", args=[runs[0].id]))
+        return None
+
     @admin.action(description="Activate the selected version (exactly one)")
     def activate(self, request: HttpRequest, queryset: QuerySet[ModelVersion]) -> None:
         if queryset.count() != 1:
@@ -288,3 +371,95 @@ class ModelVersionAdmin(admin.ModelAdmin):
             return
         version = model_version_activate(model_version=queryset.get())
         self.message_user(request, f"{version.name} is now active; workers load it on their next job.")
+
+
+def _progress_text(run: TrainingRun) -> str:
+    """ "embedding 1,234 of 9,807 photos (12.6 %), about 6 minutes left in this step", or the status."""
+    if not run.is_live or not run.stage:
+        return run.status
+    figures = training_run_progress(run)
+    text = f"step {figures['step'] or '?'} of {figures['steps']}: {STAGE_LABELS.get(run.stage, run.stage)}"
+    if run.total:
+        text += f", {run.done:,} of {run.total:,} {figures['unit']} ({figures['percent']:.1f} %)"
+    if run.eta_seconds is not None:
+        from registry.templatetags.model_status import duration
+
+        text += f", {duration(run.eta_seconds)} left in this step"
+    return text
+
+
+@admin.register(TrainingRun)
+class TrainingRunAdmin(admin.ModelAdmin):
+    """Training, evaluation and first-run jobs: progress, per-stage times, log and error; read-only.
+
+    Start them from the model version list (training) or its actions (evaluation); a live run's page reloads
+    itself every 5 seconds.
+    """
+
+    list_display = ("id", "kind", "status", "progress", "model_version", "requested_by", "created_at", "duration")
+    list_display_links = ("id", "kind")
+    list_filter = ("kind", "status")
+    fields = (
+        "kind",
+        "status",
+        "progress",
+        "progress_bar",
+        "model_version_link",
+        "error",
+        "stage_times",
+        "log_tail",
+        "options",
+        "requested_by",
+        "worker",
+        "created_at",
+        "started_at",
+        "heartbeat_at",
+        "finished_at",
+    )
+    readonly_fields = fields
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: TrainingRun | None = None) -> bool:
+        return False  # read-only: runs are started from the version list and written by the worker
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[TrainingRun]:
+        return super().get_queryset(request).select_related("model_version", "requested_by")
+
+    @admin.display(description="progress")
+    def progress(self, obj: TrainingRun) -> str:
+        return _progress_text(obj)
+
+    @admin.display(description="")
+    def progress_bar(self, obj: TrainingRun) -> SafeString | str:
+        if not obj.is_live or not obj.total:
+            return ""
+        return format_html('<progress max="{}" value="{}" style="width:30em"></progress>', obj.total, obj.done)
+
+    @admin.display(description="model version")
+    def model_version_link(self, obj: TrainingRun) -> SafeString | str:
+        if obj.model_version is None:
+            return "–"
+        url = reverse("admin:registry_modelversion_change", args=[obj.model_version_id])
+        return format_html('<a href="{}">{}</a>', url, obj.model_version)
+
+    @admin.display(description="time per stage")
+    def stage_times(self, obj: TrainingRun) -> SafeString | str:
+        rows = [(entry["stage"], f"{entry.get('total', 0):,}", f"{entry['seconds']:,.1f} s") for entry in obj.stages]
+        if not rows:
+            return "–"
+        return format_html("<pre>{}</pre>", text_table(rows, header=("stage", "units", "time")))
+
+    @admin.display(description="log (last lines)")
+    def log_tail(self, obj: TrainingRun) -> SafeString | str:
+        if not obj.log:
+            return "–"
+        return format_html('<pre style="max-height:30em;overflow:auto;white-space:pre-wrap">{}</pre>', obj.log)
+
+    @admin.display(description="time")
+    def duration(self, obj: TrainingRun) -> str:
+        if obj.started_at is None:
+            return "–"
+        end = obj.finished_at or obj.heartbeat_at or obj.started_at
+        return metric_format("seconds", (end - obj.started_at).total_seconds())

@@ -25,6 +25,7 @@ from catalog.datasets import manifest_rows, provenance_styles
 from catalog.selectors import training_rows
 from registry import runtime
 from registry.models import ModelVersion
+from registry.selectors import catalog_fingerprint
 from registry.services import model_version_create
 from worker.ml.artifact import ARTIFACT_FILES
 
@@ -106,6 +107,8 @@ def model_version_train(
     finetune: bool | None = None,
     activate_if_first: bool = True,
     progress: Callable[[int, int], None] | None = None,
+    stage_progress: Callable[[str, int, int], None] | None = None,
+    log: Callable[[str], None] | None = None,
 ) -> ModelVersion:
     """Train heads and a similarity index on the whole catalog and register a ``ModelVersion``.
 
@@ -117,6 +120,10 @@ def model_version_train(
     Django storage under ``models/<name>/``.
     The first version ever becomes active; later ones are ``candidate`` until staff activate them.
 
+    ``stage_progress(stage, done, total)`` gets the stages of ``worker.ml.training.run.STAGES`` and then
+    ``saving`` (files written of the artifact's); ``log`` gets the training's log lines (default: this
+    module's logger). The version records the ``catalog_fingerprint`` of the rows it was trained on.
+
     Raises:
         ValueError: the catalog has fewer than two brands.
         ModelError: the backbone weights are missing or corrupt.
@@ -125,6 +132,7 @@ def model_version_train(
     from worker.ml.training import TrainingSample, train_model
 
     rows = training_rows()
+    fingerprint = catalog_fingerprint(rows)
     if len({row.brand for row in rows}) < 2:
         raise ValueError("training needs catalog images of at least two brands; run `manage.py import_catalog` first")
     backbone = runtime.backbone_get()
@@ -162,23 +170,33 @@ def model_version_train(
         cache=cache,
         test_remover=runtime.remover_get(),
         progress=progress,
-        log=logger.info,
+        log=log or logger.info,
+        stage_progress=stage_progress,
     )
     seconds = time.monotonic() - started
+    report = stage_progress or (lambda stage, done, total: None)
 
-    name = timezone.now().strftime("v%Y%m%d-%H%M%S")
+    name = base = timezone.now().strftime("v%Y%m%d-%H%M%S")
+    suffix = 1
+    while ModelVersion.objects.filter(name=name).exists():  # two trainings finished within one second
+        suffix += 1
+        name = f"{base}-{suffix}"
     prefix = f"models/{name}"
     workdir = Path(tempfile.mkdtemp(prefix="sneakers-artifact-"))
     try:
         result.artifact.save(workdir)
-        for file_name in ARTIFACT_FILES:
-            if (workdir / file_name).exists():
-                default_storage.save(f"{prefix}/{file_name}", ContentFile((workdir / file_name).read_bytes()))
+        present = [file_name for file_name in ARTIFACT_FILES if (workdir / file_name).exists()]
+        to_save = len(present) + 1 + len(result.report)
+        report("saving", 0, to_save)
+        for saved, file_name in enumerate(present, start=1):
+            default_storage.save(f"{prefix}/{file_name}", ContentFile((workdir / file_name).read_bytes()))
+            report("saving", saved, to_save)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
     default_storage.save(f"{prefix}/split.json", ContentFile(json.dumps(result.split).encode()))
     for file_name, png in result.report.items():
         default_storage.save(f"{prefix}/report/{file_name}", ContentFile(png))
+    report("saving", to_save, to_save)
     return model_version_create(
         name=name,
         artifact_prefix=prefix,
@@ -187,4 +205,5 @@ def model_version_train(
         metrics=result.metrics,
         training_seconds=round(seconds, 1),
         activate_if_first=activate_if_first,
+        catalog_fingerprint=fingerprint,
     )

@@ -321,6 +321,67 @@ CELERY_ACCEPT_CONTENT = ["json"]
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 
+# --- Training jobs (registry: first run, training, evaluation, scheduled retraining) ---------------
+# Every model job runs on the `training` queue (the Procfile's `jobs` worker) as a registry.TrainingRun.
+CELERY_TASK_ROUTES.update(
+    {
+        "registry.tasks.bootstrap": {"queue": "training"},
+        "registry.tasks.retrain": {"queue": "training"},
+        "registry.tasks.evaluate": {"queue": "training"},
+    }
+)
+# Scheduled retraining (seconds; 0 = off). Weekly by default: it costs nothing when the catalog has not
+# changed since the active model was trained (the run is skipped), and a retrained candidate is activated
+# only when it beats the active model on the same held-out photos (registry.gate).
+SNEAKERS_RETRAIN_INTERVAL_SECONDS = env.int("SNEAKERS_RETRAIN_INTERVAL_SECONDS", default=7 * 24 * 3600)
+if SNEAKERS_RETRAIN_INTERVAL_SECONDS > 0:
+    CELERY_BEAT_SCHEDULE["retrain-models"] = {
+        "task": "registry.tasks.retrain",
+        "schedule": float(SNEAKERS_RETRAIN_INTERVAL_SECONDS),
+    }
+# A job writes its progress row at most this often (seconds), and at every stage change.
+SNEAKERS_TRAINING_PROGRESS_SECONDS = env.float("SNEAKERS_TRAINING_PROGRESS_SECONDS", default=2.0)
+# A running job whose heartbeat (written every 30 s) is older than this (seconds) lost its worker.
+SNEAKERS_TRAINING_STALE_SECONDS = env.int("SNEAKERS_TRAINING_STALE_SECONDS", default=300)
+
+# --- Catalog feeds (catalog.feeds; README "Catalog feeds") ----------------------------------------
+# Feeds beat re-ingests: http(s) URLs or paths on the worker's host, comma-separated (Feed rows marked
+# "scheduled" in admin are re-ingested too).
+SNEAKERS_FEEDS = env.list("SNEAKERS_FEEDS", default=[])
+SNEAKERS_FEED_INTERVAL_SECONDS = env.int("SNEAKERS_FEED_INTERVAL_SECONDS", default=24 * 3600)
+SNEAKERS_FEED_MAX_BYTES = env.int("SNEAKERS_FEED_MAX_BYTES", default=200 * 1024 * 1024)  # one feed file
+CELERY_TASK_ROUTES["catalog.tasks.ingest_feed"] = {"queue": "ingest"}
+CELERY_TASK_ROUTES["catalog.tasks.ingest_scheduled_feeds"] = {"queue": "ingest"}
+CELERY_BEAT_SCHEDULE["ingest-feeds"] = {
+    "task": "catalog.tasks.ingest_scheduled_feeds",
+    "schedule": float(SNEAKERS_FEED_INTERVAL_SECONDS),
+}
+
+# --- Partner API (partners: batches, webhooks, idempotency; README "Partner API") ------------------
+# Absolute URLs in webhook bodies (the site's public address as partners reach it).
+SNEAKERS_PUBLIC_URL = env.str("SNEAKERS_PUBLIC_URL", default="http://localhost:8000")
+SNEAKERS_BATCH_MAX_ITEMS = env.int("SNEAKERS_BATCH_MAX_ITEMS", default=100)  # photos and URLs per batch
+SNEAKERS_BATCH_MAX_BYTES = env.int("SNEAKERS_BATCH_MAX_BYTES", default=200 * 1024 * 1024)  # one batch request
+DATA_UPLOAD_MAX_NUMBER_FILES = max(100, SNEAKERS_BATCH_MAX_ITEMS)
+SNEAKERS_IDEMPOTENCY_TTL_SECONDS = env.int("SNEAKERS_IDEMPOTENCY_TTL_SECONDS", default=24 * 3600)
+# Webhooks: tries in all, backoff base and cap (seconds; full jitter), timeout per try (seconds). The cap
+# stays under the Redis visibility timeout, so a waiting retry is never handed out twice.
+SNEAKERS_WEBHOOK_MAX_ATTEMPTS = env.int("SNEAKERS_WEBHOOK_MAX_ATTEMPTS", default=8)
+SNEAKERS_WEBHOOK_BACKOFF_SECONDS = env.int("SNEAKERS_WEBHOOK_BACKOFF_SECONDS", default=30)
+SNEAKERS_WEBHOOK_BACKOFF_MAX_SECONDS = env.int("SNEAKERS_WEBHOOK_BACKOFF_MAX_SECONDS", default=3600)
+SNEAKERS_WEBHOOK_TIMEOUT_SECONDS = env.float("SNEAKERS_WEBHOOK_TIMEOUT_SECONDS", default=10.0)
+SNEAKERS_WEBHOOK_MAX_ENDPOINTS = env.int("SNEAKERS_WEBHOOK_MAX_ENDPOINTS", default=10)
+# Webhooks go to public addresses only unless this is true (tests with a receiver on 127.0.0.1).
+SNEAKERS_WEBHOOK_ALLOW_PRIVATE = env.bool("SNEAKERS_WEBHOOK_ALLOW_PRIVATE", default=False)
+CELERY_TASK_ROUTES["partners.tasks.deliver_webhook"] = {"queue": "default"}
+CELERY_TASK_ROUTES["partners.tasks.sweep"] = {"queue": "default"}
+CELERY_TASK_ROUTES["predictions.tasks.idempotency_sweep"] = {"queue": "default"}
+CELERY_BEAT_SCHEDULE["sweep-partners"] = {
+    "task": "partners.tasks.sweep",
+    "schedule": env.float("SNEAKERS_SWEEP_INTERVAL_SECONDS", default=30.0),
+}
+CELERY_BEAT_SCHEDULE["sweep-idempotency-keys"] = {"task": "predictions.tasks.idempotency_sweep", "schedule": 3600.0}
+
 # --- Catalog feeds (catalog.feeds; README "Catalog feeds") ----------------------------------------
 # Feeds beat re-ingests: http(s) URLs or paths on the worker's host, comma-separated (Feed rows marked
 # "scheduled" in admin are re-ingested too).

@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import csv
-import io
 from pathlib import Path
-from unittest import mock
 
 import pytest
 from django.core.management import call_command
@@ -13,8 +11,6 @@ from django.core.management import call_command
 from catalog.models import Brand, Product, ProductImage
 from catalog.selectors import product_list, training_rows
 from catalog.services import catalog_import_manifest
-from registry.models import ModelVersion
-from registry.services import model_version_create
 from tests.conftest import image_bytes
 
 HEADER = ["image_path", "brand", "product_name", "price_usd", "source_repo", "source_path", "source_commit"]
@@ -166,36 +162,3 @@ def test_listing_rows_carry_no_model_and_group_by_title(tmp_path):
 def test_import_refuses_an_unknown_kind(tmp_path):
     with pytest.raises(ValueError, match="kind must be one of"):
         catalog_import_manifest(manifest_path=write_dataset(tmp_path / "data"), kind="colourway")
-
-
-@pytest.mark.django_db
-def test_bootstrap_imports_both_sets_then_trains_when_brands_are_missing(tmp_path, settings):
-    settings.SNEAKERS_DATASET_DIR = write_dataset(tmp_path / "data").parent
-    settings.SNEAKERS_MODELS_DATASET_DIR = write_model_set(tmp_path / "models").parent
-    version = {"name": "v-old", "backbone_fingerprint": "f", "metrics": {}, "training_seconds": 1.0}
-    model_version_create(artifact_prefix="models/v-old", classes=["nike", "vans"], **version)
-
-    def fake_train(**_):  # stands for the real training, which has its own tests
-        return model_version_create(
-            **{**version, "name": "v-new"},
-            artifact_prefix="models/v-new",
-            classes=["asics", "new-balance", "nike", "vans"],
-        )
-
-    with (
-        mock.patch("registry.management.commands.bootstrap.call_command", wraps=call_command) as calls,
-        mock.patch("registry.management.commands.train.model_version_train", side_effect=fake_train) as train,
-    ):
-        call_command("bootstrap", stdout=io.StringIO())
-
-    assert Product.objects.filter(kind=Product.Kind.MODEL).count() == 2
-    assert Product.objects.filter(kind=Product.Kind.LISTING).exists()
-    assert [c.args[0] for c in calls.call_args_list] == ["import_catalog", "import_catalog", "train"]
-    assert train.call_count == 1  # the active model lacked asics and new-balance
-    assert ModelVersion.objects.get(status=ModelVersion.Status.ACTIVE).name == "v-new"
-
-    with mock.patch("registry.management.commands.bootstrap.call_command") as again:
-        out = io.StringIO()
-        call_command("bootstrap", stdout=out)
-    assert again.call_count == 0  # both sets present, the active model knows every brand
-    assert "already in the catalog" in out.getvalue() and "training skipped" in out.getvalue()

@@ -33,12 +33,23 @@ def queues_of(command: str) -> set[str]:
     return {settings.CELERY_TASK_DEFAULT_QUEUE}  # a worker without --queues reads the default queue only
 
 
-def procfile_worker_queues() -> set[str]:
+def procfile_workers() -> dict[str, str]:
+    """The Procfile's processes that run a Celery worker: ``{name: command}`` (``worker`` and ``jobs``)."""
+    processes = {}
     for line in (ROOT / "Procfile").read_text().splitlines():
         name, _, command = line.partition(":")
-        if name.strip() == "worker":
-            return queues_of(command)
-    raise AssertionError("the Procfile has no worker process")
+        if "celery" in command and " worker" in command:
+            processes[name.strip()] = command
+    return processes
+
+
+def procfile_worker_queues() -> set[str]:
+    """The queues the Procfile's Celery workers read together (``worker``: inference, default; ``jobs``:
+    training, ingest)."""
+    workers = procfile_workers()
+    if not workers:
+        raise AssertionError("the Procfile has no Celery worker process")
+    return set().union(*(queues_of(command) for command in workers.values()))
 
 
 def compose_worker_queues() -> dict[str, set[str]]:
@@ -85,7 +96,13 @@ def test_autodiscovery_finds_the_project_tasks(registered):
 
 def test_the_procfile_worker_consumes_every_routed_queue():
     missing = sorted(routed_queues() - procfile_worker_queues())
-    assert not missing, f"the Procfile's worker does not read queue(s) {missing}"
+    assert not missing, f"no Procfile worker reads queue(s) {missing}"
+
+
+def test_exactly_one_procfile_worker_runs_beat():
+    # The schedules (sweep, retraining, feeds) fire once: two beats would run every job twice.
+    beats = [name for name, command in procfile_workers().items() if "--beat" in shlex.split(command)]
+    assert len(beats) == 1, f"Procfile processes running beat: {beats}"
 
 
 def test_docker_compose_workers_consume_every_routed_queue():

@@ -14,121 +14,41 @@ the model version (``metrics["evaluations"][<folder names joined by +>]``, with 
 matched by SHA-256 of the file): catalog test side, held-out wild photos, held-out negatives.
 ``--split val`` keeps the validation side (catalog validation, wild validation, the negatives that
 tuned the threshold) and ``--split train`` the training side. A photo the version never saw is
-dropped by every side.
+dropped by every side. The work itself is ``registry.evaluation.model_version_evaluate``.
 """
 
 from __future__ import annotations
 
-import csv
-import hashlib
 import json
 from pathlib import Path
 from typing import Any
 
-from django.core.files.storage import default_storage
 from django.core.management.base import BaseCommand, CommandError, CommandParser
+from tqdm import tqdm
 
-from catalog.datasets import provenance_styles
-from registry import runtime
+from registry.evaluation import SPLIT_SIDES, model_version_evaluate
 from registry.models import ModelVersion
+from registry.reports import metric_format, text_table
 from registry.selectors import model_version_get_active
 from worker.ml.errors import ModelError
-from worker.ml.evaluation import EvalItem, evaluate
 
 SUMMARY_KEYS = (
-    "top1",
-    "top1_raw",
-    "top1_answered",
-    "top3",
-    "log_loss",
-    "ece",
-    "model_top1",
-    "model_top1_raw",
-    "model_top5_raw",
-    "model_top1_answered",
-    "unknown_brand_refused",
-    "known_refused_unknown_brand",
-    "price_mae",
-    "price_mape",
-    "price_baseline_mae",
+    ("brand top-1", "top1"),
+    ("brand top-1, abstain ignored", "top1_raw"),
+    ("brand top-1 when answered", "top1_answered"),
+    ("brand top-3", "top3"),
+    ("log loss", "log_loss"),
+    ("ECE", "ece"),
+    ("model top-1", "model_top1"),
+    ("model top-5, abstain ignored", "model_top5_raw"),
+    ("unknown brands refused", "unknown_brand_refused"),
+    ("known brands refused as unknown", "known_refused_unknown_brand"),
+    ("price MAE", "price_mae"),
+    ("price baseline MAE", "price_baseline_mae"),
 )
-SPLIT_SIDES = ("train", "val", "test")
-"""Values of ``--split``."""
-NEGATIVE_SIDES = {"val": "tune", "test": "holdout"}
-"""The negatives' half on each side: ``tune`` set the threshold (validation), ``holdout`` is held out;
-none were trained on."""
-
-
-def split_hashes(split: dict[str, Any], side: str) -> set[str]:
-    """SHA-256 hex digests on ``side`` of a version's ``split.json`` (catalog, wild and negatives).
-
-    Raises:
-        ValueError: ``side`` is not one of ``SPLIT_SIDES``.
-    """
-    if side not in SPLIT_SIDES:
-        raise ValueError(f"side must be one of {SPLIT_SIDES}, got {side!r}")
-    hashes = set(split.get(side, []))
-    hashes |= set(split.get("wild", {}).get(side, []))
-    if side in NEGATIVE_SIDES:
-        hashes |= set(split.get("negatives", {}).get(NEGATIVE_SIDES[side], []))
-    return hashes
-
-
-def read_split(version: Any) -> dict[str, Any]:
-    """The version's ``split.json`` from storage; raises ``CommandError`` when it is missing."""
-    name = f"{version.artifact_prefix.rstrip('/')}/split.json"
-    try:
-        with default_storage.open(name, "rb") as handle:
-            return json.loads(handle.read())
-    except FileNotFoundError as exc:
-        raise CommandError(f"model version {version.name} has no split.json ({name})") from exc
-
-
-def keep_side(items: list[Any], hashes: set[str]) -> list[Any]:
-    """The items whose file bytes hash (SHA-256) into ``hashes``; unreadable files are dropped too."""
-    kept = []
-    for item in items:
-        try:
-            digest = hashlib.sha256(item.load()).hexdigest()
-        except OSError:
-            continue
-        if digest in hashes:
-            kept.append(item)
-    return kept
-
-
-def read_items(directory: Path) -> list[Any]:
-    """``EvalItem``s for every row of ``DIR/manifest.csv``; raises ``CommandError`` on a bad manifest."""
-    manifest = directory / "manifest.csv"
-    if not manifest.is_file():
-        raise CommandError(f"{manifest} does not exist")
-    styles = provenance_styles(directory)
-    with manifest.open(newline="", encoding="utf-8") as handle:
-        reader = csv.DictReader(handle)
-        fields = reader.fieldnames or []
-        if "image_path" not in fields or not ({"brand", "category"} & set(fields)):
-            raise CommandError(f"{manifest} needs image_path and a brand (or category) column")
-        rows = list(reader)
-
-    def price(raw: str | None) -> float | None:
-        try:
-            return float(raw) if raw else None
-        except ValueError:
-            return None
-
-    return [
-        EvalItem(
-            load=lambda path=directory / row["image_path"]: path.read_bytes(),
-            brand=(row.get("brand") or None) if "brand" in fields else None,
-            category=row.get("category") or None,
-            price_usd=price(row.get("price_usd")),
-            style=styles.get(row["image_path"]) or None,
-            name=row["image_path"],
-            model=(row.get("product_name") or "").strip() or None,
-            source=directory.resolve().name,
-        )
-        for row in rows
-    ]
+"""Rows of the printed summary: label and key of the ``worker.ml.evaluation.evaluate`` report."""
+GROUP_KEYS = ("n", "top1", "top1_raw", "log_loss", "model_top1")
+"""Columns of the per-style and per-source table."""
 
 
 class Command(BaseCommand):
@@ -137,7 +57,7 @@ class Command(BaseCommand):
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("directories", nargs="+", type=Path, help="Folders holding manifest.csv.")
         parser.add_argument("--model", default=None, help="Model version name (default: the active one).")
-        parser.add_argument("--json", action="store_true", help="Print one JSON object.")
+        parser.add_argument("--json", action="store_true", help="Print the full report as one JSON object.")
         parser.add_argument("--no-save", action="store_true", help="Do not store the figures on the version.")
         parser.add_argument(
             "--split",
@@ -159,44 +79,52 @@ class Command(BaseCommand):
         version = ModelVersion.objects.filter(name=model).first() if model else model_version_get_active()
         if version is None:
             raise CommandError(f"no model version {model!r}" if model else "no model version is active")
-        items = [item for directory in directories for item in read_items(directory)]
-        if split is not None:
-            items = keep_side(items, split_hashes(read_split(version), split))
-            if not items:
-                raise CommandError(f"no photo of {', '.join(map(str, directories))} is on the {split} side")
+        bar = tqdm(
+            desc="Scoring photos", file=getattr(self.stderr, "_out", self.stderr), disable=True if json else None
+        )
+
+        def progress(done: int, total: int) -> None:
+            bar.total = total
+            bar.update(done - bar.n)
+
         try:
-            pipeline = runtime.pipeline_get(version)
-        except ModelError as exc:
+            report = model_version_evaluate(
+                model_version=version, directories=directories, split=split, save=not no_save, progress=progress
+            )
+        except (ValueError, FileNotFoundError, ModelError) as exc:
             raise CommandError(str(exc)) from exc
-        report = evaluate(pipeline, items, progress=self._progress if not json else None)
-        dataset = ", ".join(str(directory) for directory in directories)
-        report = {"model": version.name, "dataset": dataset, "split": split, **report}
-        if not no_save:
-            evaluations = dict(version.metrics.get("evaluations", {}))
-            key = "+".join(directory.resolve().name for directory in directories) + (f":{split}" if split else "")
-            evaluations[key] = report
-            version.metrics = {**version.metrics, "evaluations": evaluations}
-            version.save(update_fields=["metrics"])
+        finally:
+            bar.close()
         if json:
             self.stdout.write(_dumps(report))
             return
-        self.stdout.write(f"model {version.name} on {dataset} ({report['n']} photos, {report['errors']} unreadable)")
-        for key in SUMMARY_KEYS:
-            if report.get(key) is not None:
-                self.stdout.write(f"  {key:20s} {report[key]:.4f}")
-        self.stdout.write(f"  abstained            {_dumps(report['abstained'])}")
-        for group in ("by_style", "by_source"):
-            for name, figures in report.get(group, {}).items():
-                line = " ".join(
-                    f"{key} {figures[key]:.3f}"
-                    for key in ("top1", "top1_raw", "model_top1")
-                    if figures.get(key) is not None
+        self.stdout.write(
+            f"model {version.name} on {report['dataset']}{f' ({split} side)' if split else ''}: "
+            f"{report['n']} photos, {report['errors']} unreadable"
+        )
+        rows = [(label, metric_format(key, report[key])) for label, key in SUMMARY_KEYS if report.get(key) is not None]
+        self.stdout.write(text_table(rows, header=("figure", "value")))
+        abstained = report.get("abstained") or {}
+        if abstained:
+            self.stdout.write(
+                "abstained: "
+                + ", ".join(f"{key} {value}" for key, value in abstained.items() if not isinstance(value, dict))
+            )
+        groups = [
+            (f"{group.removeprefix('by_')} {name}", figures)
+            for group in ("by_style", "by_source")
+            for name, figures in (report.get(group) or {}).items()
+        ]
+        if groups:
+            self.stdout.write("")
+            self.stdout.write(
+                text_table(
+                    [[name, *(metric_format(key, figures.get(key)) for key in GROUP_KEYS)] for name, figures in groups],
+                    header=("photos", *GROUP_KEYS),
                 )
-                self.stdout.write(f"  [{name}] n {figures.get('n')} {line}")
-
-    def _progress(self, done: int, total: int) -> None:
-        if done == total or done % 100 == 0:
-            self.stdout.write(f"  {done}/{total}")
+            )
+        if not no_save:
+            self.stdout.write(self.style.SUCCESS(f"saved on {version.name}; full report: --json or admin"))
 
 
 def _dumps(value: Any) -> str:
