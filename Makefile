@@ -1,6 +1,7 @@
 # The two commands of the README's quick start:
-#   make run   install, migrate, import the shared dataset if the catalog is empty, train if no model
-#              is active, then start the site (http://127.0.0.1:8000) and a Celery worker
+#   make run   install, migrate, queue the first-run job (import the shared sets the catalog lacks, train a
+#              model if none is active) for the jobs worker, then start the site (http://127.0.0.1:8000) and
+#              the Celery workers at once; the site shows the job's progress (manage.py bootstrap)
 #   make test  install and run the whole test suite (PostgreSQL and Redis on 127.0.0.1)
 # Installs are skipped when requirements have not changed (a stamp file per requirements hash).
 
@@ -29,7 +30,7 @@ run: install
 	$(BIN)/python manage.py migrate --noinput
 	$(BIN)/python manage.py collectstatic --noinput --verbosity 0
 	$(BIN)/python manage.py bootstrap
-	@echo "Site: http://127.0.0.1:8000  (Ctrl-C stops the site and the worker)"
+	@echo "Site: http://127.0.0.1:8000  (Ctrl-C stops the site and the workers)"
 	PATH=$(abspath $(BIN)):$$PATH $(BIN)/honcho start -f Procfile
 
 test: install
