@@ -209,17 +209,19 @@ class ProductAdmin(admin.ModelAdmin):
             if moved:
                 self.message_user(request, f"{moved} photo(s) of “{obj.name}” now carry the brand {obj.brand.name}.")
 
-    @admin.action(description="List the selected products (shown to shoppers, used as matches)")
+    @admin.action(permissions=["change"], description="List the selected products (shown to shoppers, used as matches)")
     def list_products(self, request: HttpRequest, queryset: QuerySet[Product]) -> None:
         changed = products_set_listed(products=queryset, is_listed=True)
         self.message_user(request, f"{changed} product(s) listed; {queryset.count() - changed} already were.")
 
-    @admin.action(description="Unlist the selected products (hidden from shoppers, kept for training)")
+    @admin.action(
+        permissions=["change"], description="Unlist the selected products (hidden from shoppers, kept for training)"
+    )
     def unlist_products(self, request: HttpRequest, queryset: QuerySet[Product]) -> None:
         changed = products_set_listed(products=queryset, is_listed=False)
         self.message_user(request, f"{changed} product(s) unlisted; {queryset.count() - changed} already were.")
 
-    @admin.action(description="Set the price of the selected products…")
+    @admin.action(permissions=["change"], description="Set the price of the selected products…")
     def set_price(self, request: HttpRequest, queryset: QuerySet[Product]) -> TemplateResponse | None:
         """Ask for a USD price (a page of its own), then set it; the page again with the errors when invalid.
 
@@ -261,7 +263,7 @@ class ProductAdmin(admin.ModelAdmin):
         }
         return TemplateResponse(request, "admin/catalog/product/set_price.html", context)
 
-    @admin.action(description="Export the selected products as CSV")
+    @admin.action(permissions=["view"], description="Export the selected products as CSV")
     def export_csv(self, request: HttpRequest, queryset: QuerySet[Product]) -> HttpResponse:
         """A CSV download (UTF-8) of the selected products with ``CSV_COLUMNS``, by brand and name."""
         products = queryset.prefetch_related(None).select_related("brand").order_by("brand__name", "name", "pk")

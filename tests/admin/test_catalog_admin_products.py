@@ -7,6 +7,7 @@ import io
 from decimal import Decimal
 
 import pytest
+from django.contrib.auth.models import Permission
 
 from catalog.models import Product
 from tests.factories import BrandFactory, ProductFactory, ProductImageFactory
@@ -177,3 +178,21 @@ def test_export_csv_of_the_selected_products(staff_client):
             "2",
         ],
     ]
+
+
+def test_staff_who_may_only_view_products_can_export_but_not_change_them(client, django_user_model):
+    viewer = django_user_model.objects.create_user(username="viewer", password="pw-viewer-123", is_staff=True)
+    viewer.user_permissions.add(Permission.objects.get(codename="view_product"))
+    client.force_login(viewer)
+    product = ProductFactory(price_usd=100)
+
+    choices = [value for value, _ in client.get(LIST_URL).context["action_form"].fields["action"].choices]
+    unlisted = act(client, "unlist_products", [product])
+    priced = apply_price(client, [product], price_usd="50", price_kind="list")
+    exported = act(client, "export_csv", [product])
+
+    assert "export_csv" in choices and not {"unlist_products", "list_products", "set_price"} & set(choices)
+    assert unlisted.status_code == 302 and priced.status_code == 302  # "No action selected.", nothing done
+    product.refresh_from_db()
+    assert (product.is_listed, product.price_usd) == (True, 100)
+    assert exported.status_code == 200 and f"{product.pk}," in exported.content.decode()
