@@ -101,6 +101,10 @@ VAR_DIR.mkdir(parents=True, exist_ok=True)  # home of the embedded defaults (SQL
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # The worker process writes while the site reads: wait for locks instead of failing at once.
     DATABASES["default"].setdefault("OPTIONS", {})["timeout"] = 30
+    # Transactions take the write lock when they begin (BEGIN IMMEDIATE), so one that read first and writes
+    # later (the first-run import while the site stores an upload) waits for the lock instead of failing at
+    # once with "database is locked" (SQLite cannot upgrade a read transaction after another write).
+    DATABASES["default"]["OPTIONS"]["transaction_mode"] = "IMMEDIATE"
 DATABASES["default"]["CONN_MAX_AGE"] = env.int("DATABASE_CONN_MAX_AGE", default=0)
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
