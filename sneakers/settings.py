@@ -361,31 +361,6 @@ CELERY_BEAT_SCHEDULE["ingest-feeds"] = {
     "schedule": float(SNEAKERS_FEED_INTERVAL_SECONDS),
 }
 
-# --- Partner API (partners: batches, webhooks, idempotency; README "Partner API") ------------------
-# Absolute URLs in webhook bodies (the site's public address as partners reach it).
-SNEAKERS_PUBLIC_URL = env.str("SNEAKERS_PUBLIC_URL", default="http://localhost:8000")
-SNEAKERS_BATCH_MAX_ITEMS = env.int("SNEAKERS_BATCH_MAX_ITEMS", default=100)  # photos and URLs per batch
-SNEAKERS_BATCH_MAX_BYTES = env.int("SNEAKERS_BATCH_MAX_BYTES", default=200 * 1024 * 1024)  # one batch request
-DATA_UPLOAD_MAX_NUMBER_FILES = max(100, SNEAKERS_BATCH_MAX_ITEMS)
-SNEAKERS_IDEMPOTENCY_TTL_SECONDS = env.int("SNEAKERS_IDEMPOTENCY_TTL_SECONDS", default=24 * 3600)
-# Webhooks: tries in all, backoff base and cap (seconds; full jitter), timeout per try (seconds). The cap
-# stays under the Redis visibility timeout, so a waiting retry is never handed out twice.
-SNEAKERS_WEBHOOK_MAX_ATTEMPTS = env.int("SNEAKERS_WEBHOOK_MAX_ATTEMPTS", default=8)
-SNEAKERS_WEBHOOK_BACKOFF_SECONDS = env.int("SNEAKERS_WEBHOOK_BACKOFF_SECONDS", default=30)
-SNEAKERS_WEBHOOK_BACKOFF_MAX_SECONDS = env.int("SNEAKERS_WEBHOOK_BACKOFF_MAX_SECONDS", default=3600)
-SNEAKERS_WEBHOOK_TIMEOUT_SECONDS = env.float("SNEAKERS_WEBHOOK_TIMEOUT_SECONDS", default=10.0)
-SNEAKERS_WEBHOOK_MAX_ENDPOINTS = env.int("SNEAKERS_WEBHOOK_MAX_ENDPOINTS", default=10)
-# Webhooks go to public addresses only unless this is true (tests with a receiver on 127.0.0.1).
-SNEAKERS_WEBHOOK_ALLOW_PRIVATE = env.bool("SNEAKERS_WEBHOOK_ALLOW_PRIVATE", default=False)
-CELERY_TASK_ROUTES["partners.tasks.deliver_webhook"] = {"queue": "default"}
-CELERY_TASK_ROUTES["partners.tasks.sweep"] = {"queue": "default"}
-CELERY_TASK_ROUTES["predictions.tasks.idempotency_sweep"] = {"queue": "default"}
-CELERY_BEAT_SCHEDULE["sweep-partners"] = {
-    "task": "partners.tasks.sweep",
-    "schedule": env.float("SNEAKERS_SWEEP_INTERVAL_SECONDS", default=30.0),
-}
-CELERY_BEAT_SCHEDULE["sweep-idempotency-keys"] = {"task": "predictions.tasks.idempotency_sweep", "schedule": 3600.0}
-
 # --- Partner API (partners: batches, webhooks, idempotency, rate limits; README "API") ------------
 # Absolute URLs in webhook bodies (the site's public address as partners reach it).
 SNEAKERS_PUBLIC_URL = env.str("SNEAKERS_PUBLIC_URL", default="http://localhost:8000")
