@@ -26,6 +26,7 @@ api_v1 = (
         path("", include("predictions.api_urls")),
         path("", include("catalog.api_urls")),
         path("", include("partners.api_urls")),
+        path("", include("monitoring.api_urls")),
     ],
     "api",
 )
@@ -33,7 +34,6 @@ api_v1 = (
 urlpatterns = [
     path("", include("predictions.urls")),
     path("", include("catalog.urls")),
-    path("", include("registry.urls")),
     path("accounts/", include("accounts.urls")),
     path("admin/", admin.site.urls),
     path("api/v1/", include(api_v1)),
@@ -41,6 +41,7 @@ urlpatterns = [
     path("api/schema/", SpectacularAPIView.as_view(throttle_classes=[]), name="api-schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="api-schema", throttle_classes=[]), name="api-docs"),
     path("", include("partners.urls")),
+    path("", include("monitoring.urls")),
     path("healthz", healthz, name="healthz"),
     path("health/", health, name="health"),
 ]
