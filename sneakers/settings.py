@@ -103,6 +103,10 @@ VAR_DIR.mkdir(parents=True, exist_ok=True)  # home of the embedded defaults (SQL
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # The worker process writes while the site reads: wait for locks instead of failing at once.
     DATABASES["default"].setdefault("OPTIONS", {})["timeout"] = 30
+    # Transactions take the write lock when they begin (BEGIN IMMEDIATE), so one that read first and writes
+    # later (the first-run import while the site stores an upload) waits for the lock instead of failing at
+    # once with "database is locked" (SQLite cannot upgrade a read transaction after another write).
+    DATABASES["default"]["OPTIONS"]["transaction_mode"] = "IMMEDIATE"
 DATABASES["default"]["CONN_MAX_AGE"] = env.int("DATABASE_CONN_MAX_AGE", default=0)
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
@@ -323,6 +327,29 @@ CELERY_ACCEPT_CONTENT = ["json"]
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 
+# --- Training jobs (registry: first run, training, evaluation, scheduled retraining) ---------------
+# Every model job runs on the `training` queue (the Procfile's `jobs` worker) as a registry.TrainingRun.
+CELERY_TASK_ROUTES.update(
+    {
+        "registry.tasks.bootstrap": {"queue": "training"},
+        "registry.tasks.retrain": {"queue": "training"},
+        "registry.tasks.evaluate": {"queue": "training"},
+    }
+)
+# Scheduled retraining (seconds; 0 = off). Weekly by default: it costs nothing when the catalog has not
+# changed since the active model was trained (the run is skipped), and a retrained candidate is activated
+# only when it beats the active model on the same held-out photos (registry.gate).
+SNEAKERS_RETRAIN_INTERVAL_SECONDS = env.int("SNEAKERS_RETRAIN_INTERVAL_SECONDS", default=7 * 24 * 3600)
+if SNEAKERS_RETRAIN_INTERVAL_SECONDS > 0:
+    CELERY_BEAT_SCHEDULE["retrain-models"] = {
+        "task": "registry.tasks.retrain",
+        "schedule": float(SNEAKERS_RETRAIN_INTERVAL_SECONDS),
+    }
+# A job writes its progress row at most this often (seconds), and at every stage change.
+SNEAKERS_TRAINING_PROGRESS_SECONDS = env.float("SNEAKERS_TRAINING_PROGRESS_SECONDS", default=2.0)
+# A running job whose heartbeat (written every 30 s) is older than this (seconds) lost its worker.
+SNEAKERS_TRAINING_STALE_SECONDS = env.int("SNEAKERS_TRAINING_STALE_SECONDS", default=300)
+
 # --- Catalog feeds (catalog.feeds; README "Catalog feeds") ----------------------------------------
 # Feeds beat re-ingests: http(s) URLs or paths on the worker's host, comma-separated (Feed rows marked
 # "scheduled" in admin are re-ingested too).
@@ -336,7 +363,7 @@ CELERY_BEAT_SCHEDULE["ingest-feeds"] = {
     "schedule": float(SNEAKERS_FEED_INTERVAL_SECONDS),
 }
 
-# --- Partner API (partners: batches, webhooks, idempotency; README "Partner API") ------------------
+# --- Partner API (partners: batches, webhooks, idempotency, rate limits; README "API") ------------
 # Absolute URLs in webhook bodies (the site's public address as partners reach it).
 SNEAKERS_PUBLIC_URL = env.str("SNEAKERS_PUBLIC_URL", default="http://localhost:8000")
 SNEAKERS_BATCH_MAX_ITEMS = env.int("SNEAKERS_BATCH_MAX_ITEMS", default=100)  # photos and URLs per batch

@@ -34,6 +34,7 @@ api_v1 = (
 urlpatterns = [
     path("", include("predictions.urls")),
     path("", include("catalog.urls")),
+    path("", include("registry.urls")),
     path("accounts/", include("accounts.urls")),
     path("admin/", admin.site.urls),
     path("api/v1/", include(api_v1)),
