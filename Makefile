@@ -30,7 +30,7 @@ run: install
 	$(BIN)/python manage.py migrate --noinput
 	$(BIN)/python manage.py collectstatic --noinput --verbosity 0
 	$(BIN)/python manage.py bootstrap
-	@echo "Site: http://127.0.0.1:8000  (Ctrl-C stops the site and the workers)"
+	@echo "Site: http://$${SNEAKERS_BIND:-127.0.0.1:8000}  (Ctrl-C stops the site and the workers)"
 	PATH=$(abspath $(BIN)):$$PATH $(BIN)/honcho start -f Procfile
 
 test: install

@@ -82,8 +82,8 @@ def training_run_progress(run: TrainingRun) -> dict[str, Any]:
     """A run's progress as JSON-ready figures: ``{"id", "kind", "status", "stage", "stage_label", "step",
     "steps", "done", "total", "unit", "percent", "eta_seconds", "started_at", "updated_at"}``.
 
-    ``step`` / ``steps`` place the stage among the stages this kind of run goes through (fine-tuning
-    stages counted only when the run fine-tunes); ``percent`` is ``done / total`` of the stage (None when
+    ``step`` / ``steps`` place the stage among the stages this run goes through (importing only when it
+    imports sets, fine-tuning stages only when it fine-tunes, gating only for a scheduled retraining); ``percent`` is ``done / total`` of the stage (None when
     the total is unknown). No error text or paths: the site shows this to anyone.
     """
     if run.kind == TrainingRun.Kind.EVALUATE:
@@ -93,7 +93,7 @@ def training_run_progress(run: TrainingRun) -> dict[str, Any]:
             stage
             for stage in TrainingRun.STAGES
             if stage != "evaluating"
-            and (stage != "importing" or run.kind == TrainingRun.Kind.BOOTSTRAP)
+            and (stage != "importing" or bool(run.options.get("imports")))
             and (stage not in {"augmenting", "fine-tuning"} or run.options.get("finetune", True))
             and (stage != "gating" or run.kind == TrainingRun.Kind.RETRAIN)
         ]

@@ -302,7 +302,7 @@ def test_status_endpoint_and_banner_show_the_first_training_and_go_quiet_once_a_
         done=1234,
         total=9807,
         eta_seconds=400.0,
-        options={"finetune": True},
+        options={"finetune": True, "imports": [["/sets/sneakers", "listing"]]},
         error="a path /secret/somewhere",
         log="secret log",
         started_at=timezone.now(),
