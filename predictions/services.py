@@ -432,7 +432,9 @@ def prediction_run(*, prediction_id: str) -> None:
             )
             return
     try:
-        outcome = inference.inference_run(model_version=model_version, data=data)
+        outcome = inference.inference_run(
+            model_version=model_version, data=data, title=prediction.title, description=prediction.description
+        )
     except ImageError as exc:
         prediction_mark_failed(prediction_id=prediction_id, code=exc.code, message=exc.message)
         return

@@ -22,6 +22,7 @@ from django.core.files.storage import default_storage
 from django.utils import timezone
 
 from catalog.datasets import manifest_rows, provenance_styles
+from catalog.models import ProductImage
 from catalog.selectors import training_rows
 from registry import runtime
 from registry.models import ModelVersion
@@ -132,6 +133,8 @@ def model_version_train(
     from worker.ml.training import TrainingSample, train_model
 
     rows = training_rows()
+    # Listing titles (Product.name) of the photos that have a product, for the listing-text model (worker.ml.text).
+    titles = dict(ProductImage.objects.filter(product__isnull=False).values_list("sha256", "product__name"))
     fingerprint = catalog_fingerprint(rows)
     if len({row.brand for row in rows}) < 2:
         raise ValueError("training needs catalog images of at least two brands; run `manage.py import_catalog` first")
@@ -155,6 +158,7 @@ def model_version_train(
             load=loader(row.storage_name),
             model=row.model,
             style=row.style,
+            title=titles.get(row.sha256),
         )
         for row in rows
     ]

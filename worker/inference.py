@@ -30,12 +30,15 @@ class InferenceOutcome:
     """What one photo gave: the JSON-ready result (see ``result_payload``), the cut-out PNG bytes the
     model looked at, the background method used (``u2netp``, ``grabcut``, ``skipped``, ...) and the photo's
     L2-normalised backbone embedding (``(D,) float32``; None when the pipeline gave none), which
-    ``predictions`` passes to the receivers of ``prediction_finished`` (monitoring's drift figures)."""
+    ``predictions`` passes to the receivers of ``prediction_finished`` (monitoring's drift figures), and the inputs
+    the answer was made from: ``("image",)``, or with ``"title"`` / ``"description"`` when listing text was fused
+    (``worker.ml.text``)."""
 
     payload: dict[str, Any]
     cutout_png: bytes
     background: str
     embedding: np.ndarray | None = None
+    inputs: tuple[str, ...] = ("image",)
 
 
 def inference_run(
@@ -44,7 +47,7 @@ def inference_run(
     """Run the version's pipeline (loaded once per process by ``registry.runtime``) on image bytes.
 
     ``title`` and ``description`` are the listing's optional text: with a text model in the artifact they are
-    fused with the image's brand and model answers (``worker.ml.text``; the payload's ``inputs`` says whether).
+    fused with the image's brand and model answers (``worker.ml.text``; the outcome's ``inputs`` says whether).
 
     Raises:
         ImageError: the bytes are not a usable photo (code ``image_*``).
@@ -59,6 +62,7 @@ def inference_run(
         cutout_png=result.cutout_png,
         background=result.background,
         embedding=np.asarray(embedding, dtype=np.float32).reshape(-1) if embedding is not None else None,
+        inputs=tuple(getattr(result, "inputs", ("image",))),
     )
 
 
@@ -105,8 +109,8 @@ def result_payload(result: Any) -> dict[str, Any]:
     shoe model, or None when the model head is not sure, when the photo is refused, or when the artifact
     has no model head), ``models`` (top-k ``{"name", "brand", "probability"}``, kept as candidates when
     not sure), ``price_usd`` (``{"estimate", "low", "high"}`` in USD or None), ``similar`` (see
-    ``similar_payload``), ``timings_ms``, ``inputs`` (``["image"]``, or with ``"title"`` / ``"description"``
-    when listing text was used). Shared by the task (stored on the prediction) and ``manage.py predict``.
+    ``similar_payload``), ``timings_ms``. Shared by the task (stored on the prediction) and
+    ``manage.py predict``.
     """
     brands = [{"name": score.brand, "probability": round(float(score.probability), 4)} for score in result.brands]
     price = None
@@ -129,5 +133,4 @@ def result_payload(result: Any) -> dict[str, Any]:
         "price_usd": price,
         "similar": similar_payload(result.similar),
         "timings_ms": {key: round(float(value), 1) for key, value in result.timings_ms.items()},
-        "inputs": list(getattr(result, "inputs", ("image",))),
     }
