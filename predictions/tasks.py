@@ -139,7 +139,7 @@ def warm_models(**_: object) -> None:
         if model_version is not None:
             runtime.pipeline_warm(runtime.pipeline_get(model_version))
             logger.info("warmed model version %s", model_version.name)
-    except Exception:  # a worker without a model still starts; jobs then fail with model_unavailable
+    except Exception:  # a worker whose model does not load still starts; its jobs fail with model_unavailable
         logger.exception("could not warm the active model")
 
 

@@ -34,7 +34,12 @@ from registry.selectors import (
     training_run_live,
     training_run_progress,
 )
-from registry.services import model_version_activate, model_version_roll_back, training_run_start
+from registry.services import (
+    model_version_activate,
+    model_version_roll_back,
+    training_run_fail_stale,
+    training_run_start,
+)
 
 STYLE_NAMES = {"": "unlabelled", "real-world": "real-world", "product-shot": "product-shot"}
 
@@ -190,6 +195,7 @@ class ModelVersionAdmin(admin.ModelAdmin):
         """
         if not self.has_change_permission(request):
             raise PermissionDenied
+        training_run_fail_stale()
         live = training_run_live()
         if live is not None:
             self.message_user(

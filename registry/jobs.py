@@ -35,6 +35,7 @@ from registry.services import (
     model_version_activate,
     model_version_set_gate,
     training_run_claim,
+    training_run_fail_stale,
     training_run_finish,
 )
 
@@ -139,6 +140,7 @@ def _bootstrap(run: TrainingRun, progress: RunProgress) -> Outcome:
 
 
 def _retrain(run: TrainingRun, progress: RunProgress) -> Outcome:
+    training_run_fail_stale()  # a run of a dead worker must not hold the schedule up for ever
     active = model_version_get_active()
     other = training_run_live()
     if other is not None and other.id != run.id:

@@ -83,8 +83,9 @@ def training_run_progress(run: TrainingRun) -> dict[str, Any]:
     "steps", "done", "total", "unit", "percent", "eta_seconds", "started_at", "updated_at"}``.
 
     ``step`` / ``steps`` place the stage among the stages this run goes through (importing only when it
-    imports sets, fine-tuning stages only when it fine-tunes, gating only for a scheduled retraining); ``percent`` is ``done / total`` of the stage (None when
-    the total is unknown). No error text or paths: the site shows this to anyone.
+    imports sets, fine-tuning stages only when it fine-tunes, gating only for a scheduled retraining);
+    ``percent`` is ``done / total`` of the stage (None when the total is unknown). No error text or paths:
+    the site shows this to anyone.
     """
     if run.kind == TrainingRun.Kind.EVALUATE:
         stages = ["evaluating"]

@@ -364,6 +364,9 @@ def test_admin_train_button_enqueues_a_run_and_opens_it(staff_client, send_task,
     )
     html = staff_client.get(f"/admin/registry/trainingrun/{run.id}/change/").content.decode()
     assert "10 of 40 photos" in html and "12:00:00 started" in html and 'http-equiv="refresh"' in html
+    listing = staff_client.get("/admin/registry/trainingrun/").content.decode()
+    assert "10 of 40 photos (25.0 %)" in listing
+    assert "Running now" in staff_client.get("/admin/registry/modelversion/").content.decode()
     assert staff_client.get("/admin/registry/modelversion/train/").status_code == 405  # POST only
 
 
