@@ -101,6 +101,11 @@ class PredictionOutputSerializer(serializers.Serializer):
     cutout_url = serializers.SerializerMethodField()
     model_version = serializers.SerializerMethodField()
     timings_ms = serializers.DictField(child=serializers.FloatField())
+    inputs = serializers.ListField(
+        child=serializers.ChoiceField(choices=["image", "title", "description"]),
+        help_text='What the answer was made from: ["image"], or with "title" / "description" when the listing text '
+        "named a brand or model and was fused with the photo; empty until the prediction succeeds.",
+    )
     error = serializers.SerializerMethodField()
     url = serializers.SerializerMethodField()
 

@@ -86,6 +86,12 @@ class Prediction(models.Model):
     error_code = models.CharField(max_length=64, blank=True)
     error_message = models.TextField(blank=True)
     timings_ms = models.JSONField(default=dict, blank=True)
+    inputs = models.JSONField(
+        default=list,
+        blank=True,
+        help_text='What the answer was made from: ["image"], or with "title" / "description" when listing text was '
+        "fused with the photo (worker.ml.text); empty until it succeeds.",
+    )
     attempts = models.PositiveIntegerField(default=0)
 
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)

@@ -338,6 +338,7 @@ def prediction_mark_succeeded(
     shoe_model: str | None = None,
     shoe_models: Sequence[dict[str, Any]] = (),
     embedding: Any = None,
+    inputs: Sequence[str] = ("image",),
 ) -> Prediction:
     """Store a finished result on a ``running`` prediction and mark it ``succeeded``.
 
@@ -351,6 +352,8 @@ def prediction_mark_succeeded(
             the model declines to name a brand (``brand`` stays empty, ``brands`` keeps the guesses), else None.
         shoe_model: the named shoe model when the model head is sure, else None.
         shoe_models: top-k named models as ``[{"name", "brand", "probability"}]``, best first.
+        inputs: what the answer was made from (``InferenceOutcome.inputs``: ``("image",)``, or with ``"title"`` /
+            ``"description"`` when listing text was fused).
         embedding: the photo's backbone embedding, ``(D,) float32``, or None; passed on to the receivers of
             ``prediction_finished`` (monitoring's drift), not stored.
     """
@@ -361,6 +364,7 @@ def prediction_mark_succeeded(
     prediction.brand = brands[0]["name"] if brands and abstain is None else ""
     prediction.shoe_model = (shoe_model or "")[:255]
     prediction.shoe_models = list(shoe_models)
+    prediction.inputs = list(inputs)
     prediction.price_estimate_usd = _money(price["estimate"]) if price else None
     prediction.price_low_usd = _money(price["low"]) if price else None
     prediction.price_high_usd = _money(price["high"]) if price else None
@@ -456,6 +460,7 @@ def prediction_run(*, prediction_id: str) -> None:
         shoe_model=payload["model"],
         shoe_models=payload["models"],
         embedding=getattr(outcome, "embedding", None),
+        inputs=getattr(outcome, "inputs", ("image",)),
     )
 
 
