@@ -25,7 +25,7 @@
     if (run.status === "failed") { return "Our staff have been told and will start it again."; }
     if (run.status !== "running" || !run.stage) { return "Training is starting."; }
     var line = "Step " + (run.step || "?") + " of " + run.steps + ": " + run.stage_label;
-    if (run.total) { line += ", " + run.done + " of " + run.total + " " + run.unit; }
+    if (run.total > 1) { line += ", " + run.done + " of " + run.total + " " + run.unit; }
     if (run.eta_seconds !== null && run.eta_seconds !== undefined) {
       line += " (" + duration(run.eta_seconds) + " left in this step)";
     }
@@ -44,7 +44,7 @@
       ? "The shoe recognition model is not ready: its training stopped."
       : "The shoe recognition model is still being trained.";
     text.textContent = describe(run);
-    if (run && run.total) {
+    if (run && run.total > 1) {
       bar.max = run.total;
       bar.value = run.done;
       bar.hidden = false;
