@@ -408,8 +408,7 @@ class TrainingRunAdmin(admin.ModelAdmin):
     fields = (
         "kind",
         "status",
-        "progress",
-        "progress_bar",
+        "progress_detail",
         "model_version_link",
         "error",
         "stage_times",
@@ -437,11 +436,16 @@ class TrainingRunAdmin(admin.ModelAdmin):
     def progress(self, obj: TrainingRun) -> str:
         return _progress_text(obj)
 
-    @admin.display(description="")
-    def progress_bar(self, obj: TrainingRun) -> SafeString | str:
-        if not obj.is_live or not obj.total:
-            return ""
-        return format_html('<progress max="{}" value="{}" style="width:30em"></progress>', obj.total, obj.done)
+    @admin.display(description="progress")
+    def progress_detail(self, obj: TrainingRun) -> SafeString | str:
+        if not obj.is_live or obj.total <= 1:
+            return _progress_text(obj)
+        return format_html(
+            '{}<br><progress max="{}" value="{}" style="width:30em"></progress>',
+            _progress_text(obj),
+            obj.total,
+            obj.done,
+        )
 
     @admin.display(description="model version")
     def model_version_link(self, obj: TrainingRun) -> SafeString | str:
