@@ -7,8 +7,10 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.conf import settings
 from django.core.exceptions import PermissionDenied
 from django.http import Http404, JsonResponse
+from django.urls import is_valid_path
 from rest_framework import exceptions as drf_exceptions
 from rest_framework import status
 from rest_framework.response import Response
@@ -105,27 +107,37 @@ def json_not_found(request: Any, exception: Exception | None = None) -> JsonResp
 
 
 class ApiNotFoundMiddleware:
-    """Turns any non-JSON 404 under ``/api/`` (an unknown path or a malformed id, also Django's debug page when
-    ``DEBUG`` is on, where ``handler404`` is not used) into the API's JSON 404. Put it last in ``MIDDLEWARE``
-    so that the middleware around it sees the JSON answer."""
+    """JSON 404s under ``/api/``: turns any non-JSON 404 there (an unknown path or a malformed id, also Django's
+    debug page when ``DEBUG`` is on, where ``handler404`` is not used) into the API's JSON 404, keeping the
+    answer's ``X-RateLimit-*`` headers. A POST (or PUT, PATCH, DELETE) to an API path without its trailing
+    slash gets a JSON 404 that names the right path, instead of ``CommonMiddleware``'s redirect (which loses
+    the body) or, with ``DEBUG`` on, its ``RuntimeError``. Put it before ``CommonMiddleware`` in
+    ``MIDDLEWARE``."""
 
     def __init__(self, get_response: Any) -> None:
         self.get_response = get_response
 
     def __call__(self, request: Any) -> Any:
+        if not request.path.startswith("/api/"):
+            return self.get_response(request)
+        if request.method not in ("GET", "HEAD") and not request.path_info.endswith("/") and settings.APPEND_SLASH:
+            urlconf = getattr(request, "urlconf", None)
+            if not is_valid_path(request.path_info, urlconf) and is_valid_path(f"{request.path_info}/", urlconf):
+                return JsonResponse(
+                    error_body(
+                        "not_found",
+                        f"No such path; did you mean {request.path}/ (with a trailing slash)?",
+                        {"path": f"{request.path}/"},
+                    ),
+                    status=status.HTTP_404_NOT_FOUND,
+                )
         response = self.get_response(request)
-        if (
-            response.status_code == status.HTTP_404_NOT_FOUND
-            and request.path.startswith("/api/")
-            and not response.get("Content-Type", "").startswith("application/json")
+        if response.status_code == status.HTTP_404_NOT_FOUND and not response.get("Content-Type", "").startswith(
+            "application/json"
         ):
-            return json_not_found(request)
+            replaced = json_not_found(request)
+            for name, value in response.items():
+                if name.lower().startswith("x-ratelimit-"):
+                    replaced[name] = value
+            return replaced
         return response
-
-
-def json_server_error(request: Any) -> JsonResponse:
-    """``handler500`` body for API paths: the error shape, with no internals leaked."""
-    return JsonResponse(
-        error_body("server_error", "The server hit an unexpected error; it has been logged."),
-        status=status.HTTP_500_INTERNAL_SERVER_ERROR,
-    )

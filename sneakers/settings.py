@@ -70,13 +70,13 @@ MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
+    "sneakers.exceptions.ApiNotFoundMiddleware",  # JSON 404s under /api/; before CommonMiddleware's slash redirect
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "partners.middleware.RateLimitHeadersMiddleware",
-    "sneakers.exceptions.ApiNotFoundMiddleware",
 ]
 
 ROOT_URLCONF = "sneakers.urls"

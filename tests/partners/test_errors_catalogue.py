@@ -39,6 +39,15 @@ def test_unknown_api_paths_are_json_404(token_client, settings, debug, path):
     assert_error(token_client.get(path), 404, "not_found")
 
 
+@pytest.mark.parametrize("debug", [True, False])
+def test_a_post_without_the_trailing_slash_names_the_right_path(token_client, settings, debug):
+    """Not CommonMiddleware's 301 (a client would re-send it as a GET) nor, with DEBUG on, its RuntimeError."""
+    settings.DEBUG = debug
+    error = assert_error(token_client.post("/api/v1/batches", {}, format="json"), 404, "not_found")
+    assert error["detail"] == {"path": "/api/v1/batches/"} and "trailing slash" in error["message"]
+    assert token_client.get("/api/v1/batches").status_code == 301  # a GET may still be redirected
+
+
 def test_site_paths_keep_the_html_404(client):
     response = client.get("/no-such-page/")
     assert response.status_code == 404 and response["Content-Type"].startswith("text/html")
