@@ -1,0 +1,654 @@
+"""Speed side by side: this stack on ``make run``'s defaults against a seed-style synchronous app, in one command.
+
+Run by hand (prints figures and the issue's targets, asserts nothing)::
+
+    .venv/bin/python benchmarks/bench_speed.py                      # everything, model in var/
+    .venv/bin/python benchmarks/bench_speed.py --var-dir /tmp/v --redis
+    .venv/bin/python benchmarks/bench_speed.py --sections pipeline  # or: seed, models, embed, web
+
+Sections (``--sections``, all by default):
+
+``pipeline``
+    This stack as ``make run`` starts it: every ``Procfile`` line (gunicorn web, the inference worker, the jobs
+    worker with beat) as a subprocess, with a fresh checkout's environment (SQLite database and the embedded
+    SQLite broker, ``sneakers.broker``) in ``--var-dir``, which must hold an active model (``make run`` or
+    ``manage.py bootstrap`` makes one). ``--redis`` runs it a second time with ``CELERY_BROKER_URL`` on Redis.
+    Clients upload through the API (``POST /api/v1/predictions/`` with a partner token; rates raised so
+    throttling does not shape the figures) and poll ``GET /api/v1/predictions/<id>/`` on the result page's
+    schedule (``static/js/poll.js``: first poll ``--first-poll`` ms after the upload, then 1.3 times longer
+    each time, 4 s at most).
+``seed``
+    The seed-style app (``benchmarks/seed_app/app.py``: Flask, GrabCut and VGG16 inside the request, VGG16
+    with random weights, same FLOPs) under gunicorn with 2 processes; clients POST and get the answer back.
+``models``
+    Per-photo latency of the stages alone (no web, no broker), one photo at a time, in a subprocess per thread
+    count (TensorFlow and onnxruntime limited to 1, then 2 threads): decode, background, embed, heads, search.
+``embed``
+    Training-time embedding throughput (batches of 32 catalogue squares through the backbone) against the
+    backbone's FLOPs per image (TensorFlow's profiler on the forward function) and the machine's measured
+    peak (best of a float32 NumPy matrix product, 1 and 2 threads).
+``web``
+    Uploads accepted per second by the web processes alone (the ``Procfile``'s web line, embedded defaults,
+    a fresh var folder, no worker): ``--web-uploads`` small JPEGs from ``--web-clients`` concurrent clients
+    (asyncio + httpx, in this process, so the clients share the 2 cores).
+
+Workloads of ``pipeline`` and ``seed`` (same photos, same clients): ``--real`` real-world photos of
+``../shared/datasets/sneakers_wild`` (its ``eyeballed_style`` column) with ``--clients`` concurrent clients,
+``--catalogue`` catalogue shots of ``../shared/datasets/sneakers`` with ``--clients`` clients, and ``--single``
+real-world photos one at a time. Printed per workload: photos/s (photos / wall time from the first upload to
+the last answer seen), upload-to-result p50 / p90 as the client saw it (for this stack: until the poll that
+found it terminal) and, for this stack, until the result existed (server ``finished_at`` minus the upload's
+start on this host's clock), brand top-1 against the folder's labels, and the ratios to the seed app.
+Before each workload 4 photos warm both stacks up. ``uptime`` is printed before and after each section:
+the 2 cores may be shared with other work.
+
+Targets (issue 10), printed next to the figures: real-world throughput at least 5 times the seed app's, p50
+at most 300 ms one photo at a time, catalogue shots at least 25 photos/s, at least 300 uploads/s accepted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import csv
+import json
+import os
+import random
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "benchmarks"))
+sys.path.insert(0, str(ROOT))
+PYTHON = sys.executable
+SHARED = ROOT.parent / "shared"
+WILD = SHARED / "datasets" / "sneakers_wild"
+CATALOGUE = SHARED / "datasets" / "sneakers"
+SECTIONS = ("pipeline", "seed", "models", "embed", "web")
+TARGETS = {
+    "real_ratio": 5.0,
+    "single_p50_ms": 300.0,
+    "catalogue_per_s": 25.0,
+    "web_per_s": 300.0,
+}
+"""Issue 10's targets: real-world photos/s ratio to the seed app, p50 one at a time, catalogue photos/s,
+uploads accepted per second."""
+
+
+def uptime() -> str:
+    """The load averages line of ``uptime`` (what else was using the cores)."""
+    return subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip()
+
+
+# --- photos --------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Photo:
+    """One upload: file name, bytes, the brand label of its folder's manifest."""
+
+    name: str
+    data: bytes
+    brand: str
+
+
+def wild_photos(style: str, count: int, *, seed: int = 0) -> list[Photo]:
+    """``count`` photos of ``sneakers_wild`` whose ``eyeballed_style`` is ``style``, in a seeded order."""
+    brands = {row["image_path"]: row["brand"] for row in csv.DictReader((WILD / "manifest.csv").open())}
+    rows = [r for r in csv.DictReader((WILD / "extras" / "provenance.csv").open()) if r["eyeballed_style"] == style]
+    random.Random(seed).shuffle(rows)
+    return [
+        Photo(Path(r["image_path"]).name, (WILD / r["image_path"]).read_bytes(), brands[r["image_path"]])
+        for r in rows[:count]
+    ]
+
+
+def catalogue_photos(count: int, *, seed: int = 0) -> list[Photo]:
+    """``count`` shop-listing photos of ``../shared/datasets/sneakers`` (catalogue shots), in a seeded order."""
+    rows = list(csv.DictReader((CATALOGUE / "manifest.csv").open()))
+    random.Random(seed).shuffle(rows)
+    return [
+        Photo(Path(r["image_path"]).name, (CATALOGUE / r["image_path"]).read_bytes(), r["brand"]) for r in rows[:count]
+    ]
+
+
+# --- results -------------------------------------------------------------------------------------
+
+
+@dataclass
+class Outcome:
+    """What one photo gave: seconds from the upload's start until the client saw the answer, until the result
+    existed (this stack), the status and brand answered (None when abstaining), and the worker's stage times."""
+
+    seen_s: float
+    ready_s: float | None
+    ok: bool
+    brand: str | None
+    label: str
+    timings: dict = field(default_factory=dict)
+
+
+@dataclass
+class Run:
+    """One workload on one stack."""
+
+    stack: str
+    workload: str
+    clients: int
+    outcomes: list[Outcome]
+    wall_s: float
+
+    @property
+    def per_s(self) -> float:
+        return len(self.outcomes) / self.wall_s if self.wall_s > 0 else float("nan")
+
+    def quantile(self, q: float, *, ready: bool = False) -> float:
+        values = sorted(
+            (o.ready_s if ready else o.seen_s) for o in self.outcomes if (o.ready_s if ready else o.seen_s) is not None
+        )
+        if not values:
+            return float("nan")
+        return (
+            float(statistics.quantiles(values, n=100, method="inclusive")[round(q) - 1])
+            if len(values) > 1
+            else values[0]
+        )
+
+    @property
+    def top1(self) -> float:
+        return sum(o.brand == o.label for o in self.outcomes) / max(1, len(self.outcomes))
+
+
+def run_workload(stack: str, workload: str, photos: list[Photo], clients: int, one: Callable[[Photo], Outcome]) -> Run:
+    """Send every photo once through ``one`` from ``clients`` threads (a closed loop: a client sends its next
+    photo when it has the answer to the last)."""
+    started = time.monotonic()
+    with ThreadPoolExecutor(max_workers=clients) as pool:
+        outcomes = list(pool.map(one, photos))
+    return Run(stack, workload, clients, outcomes, time.monotonic() - started)
+
+
+def stage_medians(runs: list[Run]) -> str:
+    """Median worker stage times over the runs' outcomes, e.g. ``background 120 ms, embed 45 ms``."""
+    keys = ("decode", "background", "embed", "heads", "search", "total")
+    parts = []
+    for key in keys:
+        values = [o.timings[key] for run in runs for o in run.outcomes if key in o.timings]
+        if values:
+            parts.append(f"{key} {statistics.median(values):.0f}")
+    return ", ".join(parts) + " ms" if parts else ""
+
+
+# --- this stack ----------------------------------------------------------------------------------
+
+
+def stack_env(var_dir: Path, port: int, broker_url: str | None) -> dict[str, str]:
+    """A fresh checkout's environment (no DATABASE_URL / CELERY_* / SNEAKERS_* / DJANGO_* from this shell)
+    with the var folder, the web port, raised API rates, and ``broker_url`` when given."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("DATABASE_URL", "CELERY_", "SNEAKERS_", "DJANGO_"))}
+    env.update(
+        PATH=f"{Path(PYTHON).parent}:{env.get('PATH', '')}",
+        SNEAKERS_VAR_DIR=str(var_dir),
+        SNEAKERS_BIND=f"127.0.0.1:{port}",
+        SNEAKERS_API_UPLOAD_RATE="1000000/min",
+        SNEAKERS_API_READ_RATE="1000000/min",
+        DJANGO_LOG_LEVEL="WARNING",
+        TF_CPP_MIN_LOG_LEVEL="2",
+    )
+    if broker_url:
+        env["CELERY_BROKER_URL"] = broker_url
+    return env
+
+
+def wait_healthy(url: str, timeout: float) -> None:
+    """Poll ``url`` until it answers 200."""
+    import httpx
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(url, timeout=2).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.3)
+    raise SystemExit(f"{url} did not answer within {timeout:.0f} s")
+
+
+class OurStack:
+    """The Procfile's processes on ``var_dir`` (see the module docstring), started and stopped."""
+
+    def __init__(
+        self, var_dir: Path, port: int, broker_url: str | None, names: tuple[str, ...] = ("web", "worker", "jobs")
+    ):
+        from soak import Process, procfile_lines
+
+        self.env = stack_env(var_dir, port, broker_url)
+        self.base_url = f"http://127.0.0.1:{port}"
+        log_dir = var_dir / "bench-logs"
+        log_dir.mkdir(parents=True, exist_ok=True)
+        lines = procfile_lines(ROOT / "Procfile")
+        self.processes = [Process(name, lines[name], self.env, log_dir / f"{name}.log") for name in names]
+        self.token = ""
+
+    def manage(self, *args: str) -> str:
+        done = subprocess.run([PYTHON, "manage.py", *args], cwd=ROOT, env=self.env, capture_output=True, text=True)
+        if done.returncode:
+            raise SystemExit(f"manage.py {' '.join(args)} failed:\n{done.stderr[-3000:]}")
+        return done.stdout
+
+    def start(self) -> None:
+        self.manage("migrate", "--noinput")
+        code = (
+            "from django.contrib.auth import get_user_model as g; from accounts.services import "
+            "partner_token_get_or_create as t; u, _ = g().objects.get_or_create(username='bench-speed'); "
+            "print(t(user=u).key)"
+        )
+        self.token = self.manage("shell", "-c", code).strip().splitlines()[-1]
+        for process in self.processes:
+            process.start()
+        wait_healthy(f"{self.base_url}/healthz", 120)
+
+    def stop(self) -> None:
+        for process in self.processes:
+            process.stop()
+
+    def client(self, first_poll_s: float) -> Callable[[Photo], Outcome]:
+        """Upload one photo and poll for its result as the result page does; returns its ``Outcome``."""
+        import httpx
+
+        local = threading.local()
+
+        def one(photo: Photo) -> Outcome:
+            if not hasattr(local, "http"):
+                local.http = httpx.Client(
+                    base_url=self.base_url, headers={"Authorization": f"Token {self.token}"}, timeout=120
+                )
+            http = local.http
+            started = time.time()
+            created = http.post("/api/v1/predictions/", files={"image": (photo.name, photo.data, "image/jpeg")})
+            if created.status_code != 202:
+                return Outcome(time.time() - started, None, False, None, photo.brand)
+            url = f"/api/v1/predictions/{created.json()['id']}/"
+            delay = first_poll_s
+            while True:  # the result page's schedule (static/js/poll.js), from the upload's answer on
+                time.sleep(delay)
+                body = http.get(url).json()
+                if body["status"] in ("succeeded", "failed"):
+                    break
+                delay = min(delay * 1.3, 4.0)
+            seen = time.time() - started
+            finished = body.get("finished_at")
+            ready = datetime.fromisoformat(finished.replace("Z", "+00:00")).timestamp() - started if finished else None
+            ok = body["status"] == "succeeded"
+            return Outcome(
+                seen, ready, ok, body.get("brand") if ok else None, photo.brand, body.get("timings_ms") or {}
+            )
+
+        return one
+
+
+# --- the seed-style app --------------------------------------------------------------------------
+
+
+class SeedApp:
+    """``benchmarks/seed_app`` under gunicorn (2 sync processes)."""
+
+    def __init__(self, port: int, log: Path):
+        self.base_url = f"http://127.0.0.1:{port}"
+        self.port = port
+        self.log = log
+        self.popen: subprocess.Popen | None = None
+
+    def start(self) -> None:
+        env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
+        with self.log.open("a") as out:
+            self.popen = subprocess.Popen(
+                [PYTHON, "-m", "gunicorn", "--chdir", str(ROOT / "benchmarks" / "seed_app"), "--workers", "2",
+                 "--bind", f"127.0.0.1:{self.port}", "--timeout", "300", "app:app"],
+                cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
+            )  # fmt: skip
+        wait_healthy(f"{self.base_url}/healthz", 300)
+
+    def stop(self) -> None:
+        if self.popen is not None and self.popen.poll() is None:
+            os.killpg(self.popen.pid, signal.SIGTERM)
+            self.popen.wait(timeout=60)
+
+    def client(self) -> Callable[[Photo], Outcome]:
+        import httpx
+
+        local = threading.local()
+
+        def one(photo: Photo) -> Outcome:
+            if not hasattr(local, "http"):
+                local.http = httpx.Client(base_url=self.base_url, timeout=300)
+            started = time.time()
+            response = local.http.post("/predict", files={"image": (photo.name, photo.data, "image/jpeg")})
+            seen = time.time() - started
+            body = response.json() if response.status_code == 200 else {}
+            return Outcome(seen, seen, response.status_code == 200, body.get("brand"), photo.brand, {})
+
+        return one
+
+
+# --- the pipeline and seed sections ----------------------------------------------------------------
+
+
+def workloads(args: argparse.Namespace) -> list[tuple[str, list[Photo], int]]:
+    """``(name, photos, clients)`` of the three workloads, the same for every stack."""
+    real = wild_photos("real-world", args.real + args.single, seed=1)
+    return [
+        (f"{args.real} real-world photos, {args.clients} clients", real[: args.real], args.clients),
+        (
+            f"{args.catalogue} catalogue shots, {args.clients} clients",
+            catalogue_photos(args.catalogue, seed=2),
+            args.clients,
+        ),
+        (f"{args.single} real-world photos, one at a time", real[args.real :], 1),
+    ]
+
+
+def warm_up(one: Callable[[Photo], Outcome]) -> None:
+    """Four photos through the stack (first TensorFlow calls trace their functions)."""
+    for photo in wild_photos("real-world", 2, seed=99) + catalogue_photos(2, seed=99):
+        one(photo)
+
+
+def bench_stack(label: str, start: Callable[[], object], stop: Callable[[], None], make_client, args) -> list[Run]:
+    """Start a stack, warm it up, run the three workloads, stop it."""
+    print(f"\n-- {label}: starting ({uptime()})", flush=True)
+    start()
+    runs = []
+    try:
+        one = make_client()
+        warm_up(one)
+        for name, photos, clients in workloads(args):
+            run = run_workload(label, name, photos, clients, one)
+            runs.append(run)
+            ready = run.quantile(50, ready=True)
+            print(f"   {name}: {run.per_s:.2f} photos/s, p50 {run.quantile(50) * 1000:.0f} ms "
+                  f"(result ready {ready * 1000:.0f} ms), p90 {run.quantile(90) * 1000:.0f} ms, "
+                  f"brand top-1 {run.top1:.2f}, failed {sum(not o.ok for o in run.outcomes)}", flush=True)  # fmt: skip
+    finally:
+        stop()
+    stages = stage_medians(runs)
+    print(f"   worker stage medians: {stages}" if stages else "", f"({uptime()})", flush=True)
+    return runs
+
+
+def print_table(all_runs: dict[str, list[Run]]) -> None:
+    """The side-by-side table and the ratios to the seed app."""
+    stacks = list(all_runs)
+    seed = all_runs.get("seed-style app")
+    print("\n== side by side (photos/s; p50 / p90 upload-to-result as the client saw it; ours also when ready) ==")
+    header = "| workload | " + " | ".join(stacks) + " |"
+    print(header)
+    print("| --- " * (len(stacks) + 1) + "|")
+    for index, run0 in enumerate(next(iter(all_runs.values()))):
+        cells = []
+        for stack in stacks:
+            run = all_runs[stack][index]
+            cell = f"{run.per_s:.2f}/s, p50 {run.quantile(50):.2f} s, p90 {run.quantile(90):.2f} s"
+            if stack != "seed-style app":
+                cell += f" (ready {run.quantile(50, ready=True):.2f} s)"
+            if seed is not None and stack != "seed-style app":
+                base = seed[index]
+                cell += f"; x{run.per_s / base.per_s:.1f} throughput, x{base.quantile(50) / run.quantile(50):.1f} p50"
+            cells.append(cell)
+        print(f"| {run0.workload} | " + " | ".join(cells) + " |")
+    ours = all_runs.get("ours, make run defaults")
+    if ours is None:
+        return
+    print("\ntargets (issue 10), ours on make run's defaults:")
+    if seed is not None:
+        ratio = ours[0].per_s / seed[0].per_s
+        print(f"  real-world throughput {ratio:.1f}x the seed app's (target >= {TARGETS['real_ratio']:g}x): "
+              f"{'met' if ratio >= TARGETS['real_ratio'] else 'NOT met'}")  # fmt: skip
+    p50, target = ours[2].quantile(50) * 1000, TARGETS["single_p50_ms"]
+    print(f"  one at a time p50 {p50:.0f} ms as seen, {ours[2].quantile(50, ready=True) * 1000:.0f} ms until ready "
+          f"(target <= {target:g} ms): {'met' if p50 <= target else 'NOT met'}")  # fmt: skip
+    cat = ours[1].per_s
+    print(f"  catalogue shots {cat:.1f} photos/s (target >= {TARGETS['catalogue_per_s']:g}): "
+          f"{'met' if cat >= TARGETS['catalogue_per_s'] else 'NOT met'}")  # fmt: skip
+
+
+# --- models alone ----------------------------------------------------------------------------------
+
+
+def models_child(var_dir: Path, count: int) -> None:
+    """(Subprocess.) Stage times of the active pipeline, one photo at a time, threads as the environment
+    says; prints one JSON line."""
+    os.environ["SNEAKERS_VAR_DIR"] = str(var_dir)
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "sneakers.settings")
+    import django
+
+    django.setup()
+    from registry import runtime
+    from registry.selectors import model_version_get_active
+
+    pipeline = runtime.pipeline_get(model_version_get_active())
+    photos = wild_photos("real-world", count, seed=3)
+    for photo in photos[:3]:
+        pipeline.predict(photo.data)
+    timings: dict[str, list[float]] = {}
+    for photo in photos:
+        result = pipeline.predict(photo.data)
+        for key, value in result.timings_ms.items():
+            timings.setdefault(key, []).append(value)
+    print(json.dumps({key: statistics.median(values) for key, values in timings.items()}))
+
+
+def bench_models(args: argparse.Namespace) -> None:
+    """Per-photo stage latency alone, 1 and 2 threads (a subprocess each)."""
+    print(f"\n== models alone: {args.models_photos} real-world photos one at a time, median ms ({uptime()}) ==")
+    for threads in (1, 2):
+        env = {**os.environ, "OMP_NUM_THREADS": str(threads), "TF_NUM_INTRAOP_THREADS": str(threads),
+               "TF_NUM_INTEROP_THREADS": "1", "TF_CPP_MIN_LOG_LEVEL": "2"}  # fmt: skip
+        env.pop("DATABASE_URL", None)
+        env.pop("CELERY_BROKER_URL", None)
+        done = subprocess.run(
+            [PYTHON, __file__, "--_models-child", str(args.var_dir), str(args.models_photos)],
+            cwd=ROOT, env=env, capture_output=True, text=True,
+        )  # fmt: skip
+        if done.returncode:
+            print(f"  {threads} thread(s): failed\n{done.stderr[-2000:]}")
+            continue
+        medians = json.loads(done.stdout.strip().splitlines()[-1])
+        print(f"  {threads} thread(s): " + ", ".join(f"{k} {v:.0f}" for k, v in medians.items()))
+    print(f"  ({uptime()})")
+
+
+# --- embedding throughput ---------------------------------------------------------------------------
+
+
+def matmul_peak(threads: int, n: int = 2048, repeats: int = 5) -> float:
+    """Best float32 ``n x n`` matrix product rate in GFLOP/s (2 n^3 flops) with ``threads`` BLAS threads."""
+    import numpy as np
+    from threadpoolctl import threadpool_limits
+
+    rng = np.random.default_rng(0)
+    a = rng.standard_normal((n, n), dtype=np.float32)
+    b = rng.standard_normal((n, n), dtype=np.float32)
+    best = float("inf")
+    with threadpool_limits(limits=threads, user_api="blas"):
+        a @ b
+        for _ in range(repeats):
+            started = time.perf_counter()
+            a @ b
+            best = min(best, time.perf_counter() - started)
+    return 2 * n**3 / best / 1e9
+
+
+def backbone_flops(backbone) -> float:
+    """Floating-point operations of one forward pass at the backbone's input size (TensorFlow profiler's
+    ``float_operation`` count of the frozen graph; a multiply-add counts 2)."""
+    import tensorflow as tf
+    from tensorflow.python.framework.convert_to_constants import convert_variables_to_constants_v2
+
+    size = backbone.input_size
+    function = tf.function(lambda x: backbone._model(x, training=False))
+    concrete = function.get_concrete_function(tf.TensorSpec([1, size, size, 3], tf.float32))
+    frozen = convert_variables_to_constants_v2(concrete)
+    options = tf.compat.v1.profiler.ProfileOptionBuilder.float_operation()
+    options["output"] = "none"
+    profile = tf.compat.v1.profiler.profile(
+        graph=frozen.graph, run_meta=tf.compat.v1.RunMetadata(), cmd="op", options=options
+    )
+    return float(profile.total_float_ops)
+
+
+def bench_embed(args: argparse.Namespace) -> None:
+    """Images/s of batched embedding against FLOPs per image and the measured matmul peak."""
+    print(f"\n== training-time embedding throughput ({uptime()}) ==")
+    import numpy as np
+
+    from worker.ml.backbone import Backbone
+
+    backbone = Backbone(SHARED / "weights" / "efficientnet_lite0_imagenet_notop.keras", batch_size=32)
+    from worker.ml.images import load_rgb
+
+    photos = catalogue_photos(args.embed_images, seed=4)
+    squares = np.stack([backbone.preprocess(load_rgb(p.data)) for p in photos])
+    backbone.embed(squares[:32])
+    rates = []
+    for _ in range(3):
+        started = time.perf_counter()
+        backbone.embed(squares)
+        rates.append(len(squares) / (time.perf_counter() - started))
+    flops = backbone_flops(backbone)
+    peaks = {threads: matmul_peak(threads) for threads in (1, 2)}
+    rate = statistics.median(rates)
+    achieved = rate * flops / 1e9
+    print(f"  backbone {backbone.path.name} at {backbone.input_size} px with taps: {flops / 1e9:.2f} GFLOP per image")
+    print(f"  {len(squares)} catalogue squares in batches of 32: {rate:.1f} images/s (median of 3; "
+          f"runs {', '.join(f'{r:.1f}' for r in rates)}) = {achieved:.1f} GFLOP/s")  # fmt: skip
+    print(f"  float32 matrix product peak: {peaks[1]:.1f} GFLOP/s on 1 thread, {peaks[2]:.1f} GFLOP/s on 2: "
+          f"embedding reaches {achieved / peaks[2]:.0%} of the 2-thread peak")  # fmt: skip
+    print(f"  ({uptime()})")
+
+
+# --- web uploads accepted ----------------------------------------------------------------------------
+
+
+def bench_web(args: argparse.Namespace) -> None:
+    """Uploads accepted per second by the web processes alone (fresh var folder, embedded defaults)."""
+    print(f"\n== web: uploads accepted on loopback, {args.web_uploads} uploads from {args.web_clients} clients "
+          f"({uptime()}) ==")  # fmt: skip
+    import httpx
+    from bench_load import shoe_jpeg
+
+    var_dir = Path(tempfile.mkdtemp(prefix="sneakers-bench-web-"))
+    stack = OurStack(var_dir, args.port + 1, None, names=("web",))
+    stack.start()
+    data = [shoe_jpeg((640, 480), i) for i in range(16)]
+
+    async def load() -> tuple[list[float], dict[int, int], float]:
+        statuses: dict[int, int] = {}
+        latencies: list[float] = []
+        queue: asyncio.Queue = asyncio.Queue()
+        for i in range(args.web_uploads):
+            queue.put_nowait(data[i % len(data)])
+        limits = httpx.Limits(max_connections=args.web_clients, max_keepalive_connections=args.web_clients)
+        headers = {"Authorization": f"Token {stack.token}"}
+        async with httpx.AsyncClient(base_url=stack.base_url, headers=headers, limits=limits, timeout=60) as http:
+
+            async def client() -> None:
+                while not queue.empty():
+                    body = queue.get_nowait()
+                    began = time.perf_counter()
+                    response = await http.post("/api/v1/predictions/", files={"image": ("s.jpg", body, "image/jpeg")})
+                    latencies.append(time.perf_counter() - began)
+                    statuses[response.status_code] = statuses.get(response.status_code, 0) + 1
+
+            started = time.perf_counter()
+            await asyncio.gather(*(client() for _ in range(args.web_clients)))
+            return latencies, statuses, time.perf_counter() - started
+
+    try:
+        asyncio.run(load_warm(stack, data))
+        latencies, statuses, wall = asyncio.run(load())
+    finally:
+        stack.stop()
+    accepted = statuses.get(202, 0)
+    ms = sorted(1000 * value for value in latencies)
+    print(f"  statuses {statuses}; {accepted / wall:.0f} uploads accepted per second "
+          f"(target >= {TARGETS['web_per_s']:g}); latency p50 {statistics.median(ms):.0f} ms, "
+          f"p95 {statistics.quantiles(ms, n=20)[-1]:.0f} ms; 640x480 JPEGs of {len(data[0]) // 1024} KB")  # fmt: skip
+    print(f"  ({uptime()})")
+
+
+async def load_warm(stack: OurStack, data: list[bytes]) -> None:
+    """A few uploads so that every web process and thread has loaded its code before the clock starts."""
+    import httpx
+
+    async with httpx.AsyncClient(base_url=stack.base_url, headers={"Authorization": f"Token {stack.token}"}) as http:
+        for body in data[:8]:
+            await http.post("/api/v1/predictions/", files={"image": ("w.jpg", body, "image/jpeg")})
+
+
+# --- main --------------------------------------------------------------------------------------------
+
+
+def main() -> None:
+    """Parse the options and run the chosen sections in order."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sections", nargs="+", choices=SECTIONS, default=list(SECTIONS))
+    parser.add_argument("--var-dir", type=Path, default=ROOT / "var", help="var folder with an active model")
+    parser.add_argument("--redis", nargs="?", const="redis://127.0.0.1:6379/13", default=None,
+                        help="also run with Redis as the broker (this URL; its database is flushed)")  # fmt: skip
+    parser.add_argument("--real", type=int, default=60)
+    parser.add_argument("--catalogue", type=int, default=40)
+    parser.add_argument("--single", type=int, default=20)
+    parser.add_argument("--clients", type=int, default=4)
+    parser.add_argument("--first-poll", type=float, default=0.15, help="seconds; static/js/poll.js's first wait")
+    parser.add_argument("--models-photos", type=int, default=30)
+    parser.add_argument("--embed-images", type=int, default=256)
+    parser.add_argument("--web-uploads", type=int, default=2000)
+    parser.add_argument("--web-clients", type=int, default=32)
+    parser.add_argument("--port", type=int, default=8150)
+    parser.add_argument("--_models-child", nargs=2, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args._models_child:
+        models_child(Path(args._models_child[0]), int(args._models_child[1]))
+        return
+    print(f"bench_speed: {' '.join(args.sections)}; var folder {args.var_dir}; {os.cpu_count()} CPUs; {uptime()}")
+    all_runs: dict[str, list[Run]] = {}
+    if "pipeline" in args.sections:
+        stack = OurStack(args.var_dir.resolve(), args.port, None)
+        all_runs["ours, make run defaults"] = bench_stack(
+            "ours, make run defaults", stack.start, stack.stop, lambda: stack.client(args.first_poll), args
+        )
+        if args.redis:
+            import redis
+
+            redis.Redis.from_url(args.redis).flushdb()
+            stack = OurStack(args.var_dir.resolve(), args.port, args.redis)
+            all_runs["ours, Redis broker"] = bench_stack(
+                "ours, Redis broker", stack.start, stack.stop, lambda: stack.client(args.first_poll), args
+            )
+    if "seed" in args.sections:
+        seed = SeedApp(args.port + 2, Path(tempfile.gettempdir()) / "sneakers-seed-app.log")
+        all_runs["seed-style app"] = bench_stack("seed-style app", seed.start, seed.stop, seed.client, args)
+    if all_runs:
+        print_table(all_runs)
+    if "models" in args.sections:
+        bench_models(args)
+    if "embed" in args.sections:
+        bench_embed(args)
+    if "web" in args.sections:
+        bench_web(args)
+
+
+if __name__ == "__main__":
+    main()
