@@ -42,3 +42,12 @@ lint: install
 
 bench: install
 	$(BIN)/python benchmarks/bench_ml.py
+
+# Speed side by side with a seed-style synchronous app (benchmarks/bench_speed.py; needs an active model in
+# var/, i.e. after `make run`), and the embedded stack's soak test (30 minutes of uploads, tiny model).
+.PHONY: bench-speed soak
+bench-speed: install
+	$(BIN)/python benchmarks/bench_speed.py
+
+soak: install
+	$(BIN)/python benchmarks/soak.py --minutes 30 --kill-worker-every 600
