@@ -93,7 +93,8 @@ def dashboard_svgs(summary: dict[str, Any], *, recent_novelty: list[float], refe
             values = np.asarray([point["counts"].get(brand, 0) for point in series], dtype=float)
             axes.bar(starts, values, bottom=bottom, label=brand, width=width)
             bottom += values
-        axes.legend(fontsize=7, ncol=5)
+        axes.set_ylim(0, max(float(bottom.max()), 1.0) * 1.35)  # room for the legend above the bars
+        axes.legend(fontsize=7, ncol=5, loc="upper left")
         figure.autofmt_xdate()
     else:
         _empty(axes)

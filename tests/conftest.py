@@ -2,13 +2,22 @@
 
 from __future__ import annotations
 
+import atexit
 import io
+import os
+import shutil
+import tempfile
 from pathlib import Path
 
 import pytest
 from PIL import Image, ImageFile
 
 SHARED_DIR = Path(__file__).resolve().parents[1].parent / "shared"
+
+# prometheus-client's multi-process files of a test run (and of the servers it starts) go to a folder of their own,
+# not var/prometheus: prometheus-client reads the variable when first imported, which is after this (monitoring).
+os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="sneakers-test-prometheus-")
+atexit.register(shutil.rmtree, os.environ["PROMETHEUS_MULTIPROC_DIR"], True)
 
 
 def image_bytes(fmt: str = "JPEG", size: tuple[int, int] = (64, 48), color=(200, 30, 30), mode: str = "RGB") -> bytes:
