@@ -344,3 +344,51 @@ def test_admin_dashboard_renders_plots_for_staff(client, staff, user, version):
     assert "Monitoring dashboard" in html and html.count('<div class="plot"><svg') == 4
     assert "image_unreadable" in html and "/api/v1/monitor/?hours=72" in html
     assert client.get("/admin/monitoring/monitordashboard/?hours=nope").status_code == 200
+
+
+# --- through a real (tiny) model -----------------------------------------------------------------
+
+
+def test_a_trained_model_reads_titles_and_its_worker_records_drift_figures(
+    settings, tiny_backbone_path, user, django_capture_on_commit_callbacks
+):
+    """Train on a tiny catalog (product names are titles), run a titled upload through ``prediction_run``: the
+    version has a text model, the answer names its inputs, and the receiver stores novelty against the version's
+    catalog embeddings with the version's drift reference."""
+    from django.core.files.uploadedfile import SimpleUploadedFile
+
+    from predictions.services import prediction_create, prediction_run
+    from registry import runtime
+    from registry.training import model_version_train
+    from tests.tiny_catalog import BRAND_COLOURS, build_tiny_catalog, shoe_photo
+
+    settings.SNEAKERS_BACKBONE_PATH = tiny_backbone_path
+    settings.SNEAKERS_BACKGROUND_METHOD = "none"
+    runtime.clear()
+    build_tiny_catalog()
+    version = model_version_train(seed=0)
+    assert default_storage.exists(f"{version.artifact_prefix}/text_model.npz")
+    assert (
+        2 <= version.metrics["text"]["titles"] <= 8
+    )  # the training side's of "redshoe model 0" ... "blueshoe model 3"
+
+    upload = SimpleUploadedFile("blue.jpg", shoe_photo(BRAND_COLOURS["blueshoe"], 999, fmt="JPEG"))
+    prediction = prediction_create(upload=upload, channel="api", owner=user, title="blueshoe model 2")
+    with django_capture_on_commit_callbacks(execute=True):
+        prediction_run(prediction_id=str(prediction.id))
+    prediction.refresh_from_db()
+    assert prediction.status == Prediction.Status.SUCCEEDED, prediction.error_message
+    assert prediction.inputs == ["image", "title"] and prediction.brand == "blueshoe"
+    signal = UploadSignal.objects.get(prediction=prediction)
+    assert signal.with_text and signal.embedding_norm == pytest.approx(1.0, abs=1e-4)
+    assert signal.novelty is not None and 0.0 <= signal.novelty <= 2.0 and signal.mean_z is not None
+    assert DriftReference.objects.get(model_version=version).catalog_rows > 0
+    # Without a title: the photo's answer alone.
+    plain = prediction_create(
+        upload=SimpleUploadedFile("b.jpg", shoe_photo(BRAND_COLOURS["blueshoe"], 998, fmt="JPEG")),
+        channel="api",
+        owner=user,
+    )
+    prediction_run(prediction_id=str(plain.id))
+    plain.refresh_from_db()
+    assert plain.inputs == ["image"]
