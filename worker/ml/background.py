@@ -17,6 +17,7 @@ Sources:
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final, Protocol
@@ -42,6 +43,21 @@ CROP_MARGIN: Final = 0.08
 
 REMOVER_METHODS: Final = ("u2netp", "grabcut", "none")
 """Names accepted by ``make_remover``."""
+
+
+def thread_budget() -> int | None:
+    """Threads one inference may use in this process: ``OMP_NUM_THREADS`` when set to a positive integer (the
+    Procfile's inference worker sets it for each of its pool processes, so that two processes each running a
+    photo do not fight over the two cores), else None (the library's default: every core).
+
+    onnxruntime does not read ``OMP_NUM_THREADS`` itself (its CPU build has its own thread pool); TensorFlow
+    reads ``TF_NUM_INTRAOP_THREADS``, which the Procfile sets alongside.
+    """
+    try:
+        threads = int(os.environ.get("OMP_NUM_THREADS", ""))
+    except ValueError:
+        return None
+    return threads if threads > 0 else None
 
 
 @dataclass(frozen=True, eq=False)
@@ -113,11 +129,19 @@ class U2NetpRemover:
     Pre-processing (``../shared/weights/README.md``): RGB resized to 320 x 320 (OpenCV ``INTER_AREA``),
     divided by the image's maximum value, minus ImageNet mean, divided by ImageNet std, NCHW float32.
     Post-processing: first of the 7 outputs, ``(1, 1, 320, 320)``, min-max normalised to [0, 1] and
-    resized (bilinear) back to the photo's size. About 0.5 s per photo on 2 CPU cores.
+    resized (bilinear) back to the photo's size. The network's input side is fixed at 320 px: its ``Resize``
+    nodes carry sizes computed for 320 (a 256 px input fails in ``Concat_43``), so a smaller input would need
+    a new export. Per photo, measured alone on this project's 2-core machine (``benchmarks/bench_speed.py``
+    section ``models``; README "Speed"): about 170 ms with 2 threads.
 
     Args:
         model_path: the ``u2netp.onnx`` file.
-        intra_op_threads: onnxruntime intra-op thread count; None lets onnxruntime choose (all cores).
+        intra_op_threads: onnxruntime intra-op thread count; None: ``thread_budget()`` (``OMP_NUM_THREADS``),
+            else onnxruntime's default (all cores).
+        spinning: let onnxruntime's idle pool threads spin (busy-wait) for work between operators. Off by
+            default: the worker shares its cores with the web process and another pool process, where
+            spinning threads burn the time others need (onnxruntime's threading documentation,
+            ``session.intra_op.allow_spinning``).
 
     Raises:
         ModelError: the file is missing or onnxruntime cannot load it.
@@ -125,15 +149,17 @@ class U2NetpRemover:
 
     name: str = "u2netp"
 
-    def __init__(self, model_path: str | Path, *, intra_op_threads: int | None = None) -> None:
+    def __init__(self, model_path: str | Path, *, intra_op_threads: int | None = None, spinning: bool = False) -> None:
         import onnxruntime as ort
 
         path = Path(model_path)
         if not path.is_file():
             raise ModelError(f"U^2-Net-p model file not found: {path}")
         options = ort.SessionOptions()
-        if intra_op_threads is not None:
-            options.intra_op_num_threads = intra_op_threads
+        threads = intra_op_threads if intra_op_threads is not None else thread_budget()
+        if threads is not None:
+            options.intra_op_num_threads = threads
+        options.add_session_config_entry("session.intra_op.allow_spinning", "1" if spinning else "0")
         options.inter_op_num_threads = 1
         options.log_severity_level = 3
         available = set(ort.get_available_providers())
@@ -255,7 +281,8 @@ def make_remover(
     Args:
         method: ``"u2netp"``, ``"grabcut"`` or ``"none"``.
         model_path: the ``u2netp.onnx`` file; required for ``"u2netp"``, ignored otherwise.
-        intra_op_threads: onnxruntime threads for ``"u2netp"`` (None: onnxruntime's default).
+        intra_op_threads: onnxruntime threads for ``"u2netp"`` (None: ``thread_budget()``, else onnxruntime's
+            default).
 
     Raises:
         ValueError: unknown method.
