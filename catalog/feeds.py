@@ -20,13 +20,13 @@ the attributes, or JSON lines (one object per line, ``.jsonl``/``.ndjson``/``.js
 Column names are matched without case, spaces as underscores, and a ``g:`` prefix dropped.
 
 What a run does (``feed_run_execute``): reads the file (an upload, a URL, or a path named by the operator),
-keeps it on the ``FeedRun``, then ingests row by row. A bad row (no id, title or brand, a bad price or link,
-a repeated id, every photo failing, a clash with another product of the same brand, title and price) is
-counted ``failed`` with its reason and skipped; the run goes on. A product already ingested from the feed is
-updated when a field changed or a new photo arrived, else counted ``unchanged``, so a re-run of the same file
-changes nothing. Products of the feed missing from the file are unlisted (``is_listed=False``), never deleted;
-they are listed again when they come back. A file that cannot be read at all (not reachable, no header, no
-rows, missing required columns) fails the run with a reason, the file kept, and unlists nothing.
+keeps it on the ``FeedRun``, then ingests row by row. A bad row (no id, title or brand, a bad price or link, a
+repeated id, every photo failing) is counted ``failed`` with its reason and skipped; the run goes on. A product
+already ingested from the feed is updated when a field changed or a new photo arrived, else counted
+``unchanged``, so a re-run of the same file changes nothing. Products of the feed missing from the file are
+unlisted (``is_listed=False``), never deleted; they are listed again when they come back. A file that cannot be
+read at all (not reachable, no header, no rows, missing required columns) fails the run with a reason, the file
+kept, and unlists nothing.
 
 Products a feed brings are managed by it: title, brand, price, link and listing follow the feed on every run.
 Photos no longer in the feed stay with their product (staff can delete them in admin).
@@ -414,14 +414,6 @@ class FeedReport:
         self.failures.append(failure)
 
 
-class _RowFailed(Exception):
-    """A row is skipped with ``reason`` (raised inside the row's savepoint, which rolls back)."""
-
-    def __init__(self, reason: str) -> None:
-        super().__init__(reason)
-        self.reason = reason
-
-
 @dataclass(frozen=True)
 class _Photo:
     url: str
@@ -484,21 +476,12 @@ def _price_source(feed: Feed) -> str:
 def _ingest_item(*, feed: Feed, item: FeedItem, photos: list[_Photo], report: FeedReport) -> str:
     """Create or update the item's product and add its new photos (inside the caller's savepoint).
 
-    Returns ``"added"``, ``"updated"`` or ``"unchanged"``. Raises ``_RowFailed`` on a clash with another product.
+    Returns ``"added"``, ``"updated"`` or ``"unchanged"``. Items are keyed by (feed, item id) alone: a size or
+    colour variant with the same title and price, or a title another feed or the shared catalog has, is a
+    product of its own (the brand/title/price uniqueness binds only products outside feeds).
     """
     brand, _created = brand_get_or_create(slug=item.brand_slug)
     product = Product.objects.select_for_update().filter(feed=feed, external_id=item.id).first()
-    clash = Product.objects.filter(brand=brand, name=item.title)
-    clash = clash.filter(price_usd=item.price_usd) if item.price_usd is not None else clash.filter(price_usd=None)
-    if product is not None:
-        clash = clash.exclude(pk=product.pk)
-    other = clash.first()
-    if other is not None:
-        whose = f"item {other.external_id!r} of feed “{other.feed.name}”" if other.feed_id else f"product #{other.pk}"
-        raise _RowFailed(
-            f"{whose} has the same brand, title and price; the catalog keeps one product per brand, title and "
-            "price (put the variant, such as colour or size, in the title)"
-        )
     values = {
         "brand": brand,
         "name": item.title,
@@ -600,9 +583,6 @@ def feed_ingest(
             try:
                 with transaction.atomic():
                     outcome = _ingest_item(feed=feed, item=item, photos=photos, report=report)
-            except _RowFailed as exc:
-                report.fail(RowFailure(item.line, item.id, exc.reason))
-                continue
             except IntegrityError as exc:  # a concurrent writer took the same key meanwhile
                 report.fail(RowFailure(item.line, item.id, f"the catalog refused the row ({exc.__class__.__name__})"))
                 continue

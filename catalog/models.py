@@ -194,13 +194,18 @@ class Product(models.Model):
         constraints = [
             # One row per (brand, title, list price): the same title at another price is another
             # edition. Two partial constraints because NULLs are distinct in a plain unique index.
+            # One row per (brand, title, price) among products imported from manifests or made in admin (the
+            # importer looks rows up by these); a feed's products are keyed by (feed, item id) instead, so a
+            # shop's size/colour variants of one title, or a title the catalog already has, are rows of their own.
             models.UniqueConstraint(
                 fields=["brand", "name", "price_usd"],
-                condition=Q(price_usd__isnull=False),
+                condition=Q(price_usd__isnull=False, feed__isnull=True),
                 name="catalog_product_unique_brand_name_price",
             ),
             models.UniqueConstraint(
-                fields=["brand", "name"], condition=Q(price_usd__isnull=True), name="catalog_product_unique_brand_name"
+                fields=["brand", "name"],
+                condition=Q(price_usd__isnull=True, feed__isnull=True),
+                name="catalog_product_unique_brand_name",
             ),
             models.CheckConstraint(
                 condition=Q(price_usd__isnull=True) | Q(price_usd__gte=0), name="catalog_product_price_non_negative"

@@ -309,10 +309,11 @@ def products_set_listed(*, products: QuerySet[Product], is_listed: bool) -> int:
 def _price_conflicts(*, ids: list[int], price_usd: Decimal) -> list[str]:
     """Products that would break ``catalog_product_unique_brand_name_price`` at ``price_usd``, as sentences.
 
-    One row per (brand, title, price) is the catalog's rule: two selected editions of one title cannot take
-    one price, nor can a selected product take the price of an unselected edition of its title.
+    One row per (brand, title, price) is the catalog's rule for products outside feeds: two selected editions of
+    one title cannot take one price, nor can a selected product take the price of an unselected edition of its
+    title. A feed's products are keyed by their feed item and never clash.
     """
-    selected = Product.objects.filter(pk__in=ids)
+    selected = Product.objects.filter(pk__in=ids, feed__isnull=True)
     conflicts = [
         f"{group['brand__name']} “{group['name']}” is selected {group['n']} times (editions at other prices)"
         for group in selected.order_by()
@@ -323,7 +324,7 @@ def _price_conflicts(*, ids: list[int], price_usd: Decimal) -> list[str]:
     ]
     names = selected.values("name")
     for other in (
-        Product.objects.filter(price_usd=price_usd, name__in=names)
+        Product.objects.filter(price_usd=price_usd, name__in=names, feed__isnull=True)
         .exclude(pk__in=ids)
         .select_related("brand")
         .order_by("brand__name", "name")
