@@ -160,6 +160,7 @@ def _import_row(
     name = (row.get("product_name") or "").strip()
     if name:
         product, created = Product.objects.get_or_create(
+            feed=None,  # the rows a manifest shares are products outside feeds (feed items are keyed apart)
             brand=brand,
             name=name[:255],
             price_usd=price,
