@@ -80,7 +80,7 @@ class Process:
         """Start (again), appending to the log."""
         log = self.log_path.open("a")
         self.popen = subprocess.Popen(
-            ["bash", "-c", f"exec {self.command}"],
+            ["/bin/sh", "-c", self.command],  # as honcho runs a Procfile line
             cwd=ROOT,
             env=self.env,
             stdout=log,
