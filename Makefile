@@ -31,6 +31,9 @@ run: install
 	$(BIN)/python manage.py collectstatic --noinput --verbosity 0
 	$(BIN)/python manage.py bootstrap
 	@echo "Site: http://$${SNEAKERS_BIND:-127.0.0.1:8000}  (Ctrl-C stops the site and the workers)"
+# prometheus-client's multi-process files belong to the processes of one start (its documentation: empty the
+# folder before the web service starts), so /metrics never adds up counters of processes long gone.
+	rm -rf "$${SNEAKERS_METRICS_MULTIPROC_DIR:-$${SNEAKERS_VAR_DIR:-var}/prometheus}"
 	PATH=$(abspath $(BIN)):$$PATH $(BIN)/honcho start -f Procfile
 
 test: install
