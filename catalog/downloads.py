@@ -248,8 +248,14 @@ class _GuardedHTTPSConnectionPool(HTTPSConnectionPool):
     ConnectionCls = _GuardedHTTPSConnection
 
 
-class _GuardedAdapter(HTTPAdapter):
-    """requests transport adapter whose connections go through the guarded connection classes."""
+class PublicAddressAdapter(HTTPAdapter):
+    """requests transport adapter that sends nothing to a non-public address (SSRF and DNS-rebinding guard).
+
+    Every connection it opens checks the address the socket actually connected to (``address_is_public``)
+    before a byte is sent, and raises ``DownloadError`` (``url_private_address``) otherwise; the exception
+    passes through requests unwrapped. Mount it on a ``requests.Session`` for ``http://`` and ``https://``;
+    ``fetch_url`` does, and so do webhook deliveries (``partners.delivery``).
+    """
 
     def init_poolmanager(self, *args, **kwargs) -> None:
         super().init_poolmanager(*args, **kwargs)
@@ -283,7 +289,7 @@ def _session(options: _Options) -> requests.Session:
         raise_on_status=False,
         respect_retry_after_header=True,
     )
-    adapter_class = HTTPAdapter if options.allow_private else _GuardedAdapter
+    adapter_class = HTTPAdapter if options.allow_private else PublicAddressAdapter
     session = requests.Session()
     session.trust_env = False  # no proxies or .netrc from the environment: connect to the host itself
     session.headers["User-Agent"] = USER_AGENT

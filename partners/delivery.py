@@ -24,11 +24,8 @@ from urllib.parse import urlsplit
 
 import requests
 from django.conf import settings
-from requests.adapters import HTTPAdapter
-from urllib3.connection import HTTPConnection, HTTPSConnection
-from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 
-from catalog.downloads import address_is_public
+from catalog.downloads import DownloadError, PublicAddressAdapter, address_is_public
 
 MAX_URL_LENGTH = 2000
 EXCERPT_CHARS = 500
@@ -111,42 +108,6 @@ def _is_ip(host: str) -> bool:
     return True
 
 
-class _GuardedHTTPConnection(HTTPConnection):
-    """Refuses a socket connected to a non-public address before anything is sent (DNS rebinding)."""
-
-    def _new_conn(self) -> socket.socket:
-        sock = super()._new_conn()
-        try:
-            peer = str(sock.getpeername()[0])
-        except OSError:
-            peer = ""
-        if not address_is_public(peer):
-            sock.close()
-            raise UnsafeURL("webhook_url_private", f"{self.host} connected to a non-public address.")
-        return sock
-
-
-class _GuardedHTTPSConnection(_GuardedHTTPConnection, HTTPSConnection):
-    """HTTPS flavour: the address is checked before the TLS handshake."""
-
-
-class _GuardedHTTPConnectionPool(HTTPConnectionPool):
-    ConnectionCls = _GuardedHTTPConnection
-
-
-class _GuardedHTTPSConnectionPool(HTTPSConnectionPool):
-    ConnectionCls = _GuardedHTTPSConnection
-
-
-class _GuardedAdapter(HTTPAdapter):
-    def init_poolmanager(self, *args, **kwargs) -> None:
-        super().init_poolmanager(*args, **kwargs)
-        self.poolmanager.pool_classes_by_scheme = {
-            "http": _GuardedHTTPConnectionPool,
-            "https": _GuardedHTTPSConnectionPool,
-        }
-
-
 def webhook_post(*, url: str, body: bytes, headers: dict[str, str], timeout: float | None = None) -> PostResult:
     """POST ``body`` to ``url`` once, never following a redirect.
 
@@ -163,7 +124,7 @@ def webhook_post(*, url: str, body: bytes, headers: dict[str, str], timeout: flo
     session.trust_env = False
     if not settings.SNEAKERS_WEBHOOK_ALLOW_PRIVATE:
         for prefix in ("http://", "https://"):
-            session.mount(prefix, _GuardedAdapter(max_retries=0))
+            session.mount(prefix, PublicAddressAdapter(max_retries=0))
     try:
         with session:
             response = session.post(
@@ -181,12 +142,12 @@ def webhook_post(*, url: str, body: bytes, headers: dict[str, str], timeout: flo
                 if response.is_redirect:
                     error = f"Answered {response.status_code} (a redirect); webhooks do not follow redirects."
                 return PostResult(response.status_code, error, excerpt, _ms(started))
-    except UnsafeURL as exc:
+    except DownloadError as exc:  # the socket reached a non-public address (PublicAddressAdapter)
         return PostResult(None, exc.message, "", _ms(started))
     except requests.Timeout:
         return PostResult(None, f"No answer within {timeout:g} s.", "", _ms(started))
     except (requests.RequestException, OSError) as exc:
-        cause = exc.__context__ if isinstance(exc.__context__, UnsafeURL) else None
+        cause = exc.__context__ if isinstance(exc.__context__, DownloadError) else None
         if cause is not None:
             return PostResult(None, cause.message, "", _ms(started))
         return PostResult(None, f"Could not connect: {type(exc).__name__}.", "", _ms(started))

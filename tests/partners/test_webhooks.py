@@ -253,3 +253,16 @@ def test_the_documented_verification_example_accepts_a_real_delivery():
     assert namespace["verify"]("whsec_doc", body + b"x", header) is False
     old = signature_header(secret="whsec_doc", body=body, timestamp=int(time.time()) - 3600)
     assert namespace["verify"]("whsec_doc", body, old) is False
+
+
+def test_a_connection_that_reaches_a_private_address_sends_nothing(receiver, settings, monkeypatch):
+    # DNS rebinding: the name passed the check, the socket reached a private address; the shared
+    # catalog.downloads.PublicAddressAdapter refuses before a byte is sent, and the attempt reports why.
+    from partners import delivery
+
+    monkeypatch.setattr(delivery, "url_check", lambda url, **_: None)
+    settings.SNEAKERS_WEBHOOK_ALLOW_PRIVATE = False
+    result = delivery.webhook_post(url=receiver.url("/hook"), body=b"{}", headers={})
+    assert result.status_code is None
+    assert "private, loopback or reserved" in result.error
+    assert receiver.received == []
