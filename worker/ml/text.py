@@ -21,14 +21,16 @@ like "puma size 10" counts as naming puma although only one puma title exists.
 **Fusion** (a product of experts, Hinton 2002, written as Bayes with the text as a second observation): for the
 image head's classes ``c``::
 
-    log p(c | image, text) = log p_image(c) + w * (log p_text(c) - log p_text(c | "")) + const
+    log p(c | image, text) = log p_image(c) + w * (log p~_text(c) - log p_text(c | "")) + const
+    p~_text(c) = (1 - e) p_text(c) + e p_text(c | "")
 
 ``p_text(c | "")`` is the text classifier's answer to the empty text (its intercept alone, the class prior it
-learned), so the text adds only the evidence it carries beyond that prior; brands of the image head the text model
-does not know get no text evidence (0). ``w`` (``brand_weight``, ``model_weight``) is chosen on the validation split
-by fused log loss (``choose_weight``), never on test. The text is **used** only when it is not empty and either its
-``NONE`` probability is below one half (``NONE_LIMIT``) or it names a class in whole words; otherwise the image's
-answer is returned unchanged, bit for bit.
+learned), so the text adds only the evidence it carries beyond that prior; ``e`` (``TITLE_ERROR_RATE``) is the share
+of listings assumed to carry a wrong title, which bounds the evidence against any class by ``w log e``; brands of
+the image head the text model does not know get no text evidence (0). ``w`` (``brand_weight``, ``model_weight``) is
+chosen on the validation split by fused log loss (``choose_weight``), never on test. The text is **used** only when
+it is not empty and either its ``NONE`` probability is below one half (``NONE_LIMIT``) or it names a class in whole
+words; otherwise the image's answer is returned unchanged, bit for bit.
 
 Storage: ``to_arrays`` / ``from_arrays`` (NumPy arrays only: the vocabulary as a unicode array, idf, coefficients),
 so artifacts load with ``allow_pickle=False`` like the heads. scikit-learn is imported only when a model is fitted
@@ -57,6 +59,12 @@ TEXT_C_GRID: Final = (1.0, 10.0, 100.0)
 """Inverse L2 strengths tried for the text classifiers; the lowest validation log loss wins."""
 WEIGHT_GRID: Final = (0.0, 0.1, 0.25, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0)
 """Text weights ``w`` tried on validation (0: image only)."""
+TITLE_ERROR_RATE: Final = 0.02
+"""Assumed share of listings whose title names another shoe than the photo (a copied listing, a bundle, a typo'd
+brand). The text's answer is read as ``(1 - e) p_text + e prior`` (a mixture with "the title says nothing about this
+photo"), so its evidence against a class is at most ``log e`` (about -3.9) per unit of weight, and the weight is
+chosen on validation photos of which this share carry another brand's title. An assumption, not a measurement:
+the catalog's own titles are all right, and no partner's error rate is known yet."""
 GENERIC_PER_LABEL: Final = 6
 """Training copies of each label's name inside a generic phrase (``GENERIC_TEXTS``), drawn with the seed."""
 MAX_TEXT_CHARS: Final = 2000
@@ -354,7 +362,8 @@ class TextClassifier:
         """Per text, the log evidence for each of ``classes`` and whether the text is used.
 
         Returns:
-            ``(log_ratio, used)``: ``(N, K) float64`` ``log p_text(c) - log p_text(c | "")`` over the classes this
+            ``(log_ratio, used)``: ``(N, K) float64`` ``log((1 - e) p_text(c) + e p_text(c | "")) - log p_text(c | "")``
+            (``e``: ``TITLE_ERROR_RATE``; so every value is at least ``log e``) over the classes this
             classifier knows among ``classes`` (renormalised over them; 0 for the others and for texts not used),
             and ``(N,) bool``: the text is not empty and either its ``NONE`` probability is below ``NONE_LIMIT`` or it
             names one of the classes as whole words (``brand_words``: "nike running shoe" names nike although its
@@ -377,7 +386,10 @@ class TextClassifier:
         current = current / np.maximum(current.sum(axis=1, keepdims=True), eps)
         prior = self.prior()[columns]
         prior = prior / max(float(prior.sum()), eps)
-        ratio = np.log(np.maximum(current, eps)) - np.log(np.maximum(prior, eps))
+        # A title is wrong now and then (TITLE_ERROR_RATE): mix the text's answer with its prior, which bounds
+        # how far one confident but wrong title can push the photo's answer.
+        mixed = (1.0 - TITLE_ERROR_RATE) * current + TITLE_ERROR_RATE * prior[None, :]
+        ratio = np.log(np.maximum(mixed, eps)) - np.log(np.maximum(prior, eps))
         out[:, [k for k, _ in shared]] = ratio
         out[~used] = 0.0
         return out, used
@@ -609,7 +621,8 @@ def fit_text_model(
     Training texts: each distinct training title and its copy without brand words (``strip_brand_words``), and the
     ``NONE`` texts (``none_texts``). C: the lowest text-only log loss of the validation titles. Weights: the lowest
     fused log loss (``choose_weight``) over the validation photos with titles, each counted twice, with its title
-    and with the title stripped of brand words (listings that name only the model are common).
+    and with the title stripped of brand words (listings that name only the model are common), plus
+    ``TITLE_ERROR_RATE`` of them once more with another brand's title (wrong listings happen).
 
     Args:
         train_titles, train_brands, train_models: per training photo its title (None or "" when it has none), brand
@@ -653,6 +666,17 @@ def fit_text_model(
     val_stripped = [strip_brand_words(t, known) for t in val_texts]
     doubled = val_texts + val_stripped
     both = val_rows + val_rows
+    # For the weights only: TITLE_ERROR_RATE of the rows again with another brand's title (a wrong listing), so
+    # the weight is the best one for a shop whose titles are right that often, not always.
+    wrong_rows, wrong_texts = [], []
+    n_wrong = int(round(len(doubled) * TITLE_ERROR_RATE / (1.0 - TITLE_ERROR_RATE)))
+    for k in rng.permutation(len(doubled))[:n_wrong] if doubled else ():
+        row = both[k]
+        others = [j for j, i in enumerate(val_rows) if val_brands[i] != val_brands[row]]
+        if others:
+            wrong_rows.append(row)
+            wrong_texts.append(val_texts[others[int(rng.integers(len(others)))]])
+    weighted_texts, weighted_rows = doubled + wrong_texts, both + wrong_rows
 
     def fit_best(
         rows: list[tuple[str, str]], val_labels: list[Any], extra: Sequence[tuple[str, str]] = ()
@@ -672,10 +696,10 @@ def fit_text_model(
 
     brand_names = [(word, brand) for brand in known for word in brand_words(brand)]
     brand_text, brand_c = fit_best([(t, b) for t, b, _ in titled], [val_brands[i] for i in both], brand_names)
-    brand_ratio, _ = brand_text.evidence(doubled, brand_classes)
-    brand_truth = _indices([val_brands[i] for i in both], brand_classes)
+    brand_ratio, _ = brand_text.evidence(weighted_texts, brand_classes)
+    brand_truth = _indices([val_brands[i] for i in weighted_rows], brand_classes)
     brand_weight, brand_losses = choose_weight(
-        np.asarray(val_brand_proba)[both] if both else np.zeros((0, len(brand_classes))),
+        np.asarray(val_brand_proba)[weighted_rows] if weighted_rows else np.zeros((0, len(brand_classes))),
         brand_ratio,
         brand_truth,
         weight_grid,
@@ -684,10 +708,10 @@ def fit_text_model(
     named = [(t, m) for t, _, m in titled if m]
     if len({m for _, m in named}) >= 2 and val_model_proba is not None and len(model_classes) >= 2:
         model_text, model_c = fit_best(named, [val_models[i] for i in both])
-        model_ratio, _ = model_text.evidence(doubled, model_classes)
-        model_truth = _indices([val_models[i] for i in both], model_classes)
+        model_ratio, _ = model_text.evidence(weighted_texts, model_classes)
+        model_truth = _indices([val_models[i] for i in weighted_rows], model_classes)
         model_weight, model_losses = choose_weight(
-            np.asarray(val_model_proba)[both], model_ratio, model_truth, weight_grid
+            np.asarray(val_model_proba)[weighted_rows], model_ratio, model_truth, weight_grid
         )
     report = {
         "titles": len({t for t, _, _ in titled}),

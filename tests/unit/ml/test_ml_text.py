@@ -15,6 +15,7 @@ from worker.ml.embeddings import EmbeddingCache
 from worker.ml.pipeline import Pipeline
 from worker.ml.text import (
     NONE,
+    TITLE_ERROR_RATE,
     TextClassifier,
     TextModel,
     choose_weight,
@@ -93,6 +94,23 @@ def test_fusion_moves_the_answer_when_the_title_names_a_brand(brand_text):
     # Converse gets no text evidence: its share relative to nike's is what the image said when the title names neither.
     neutral = model.fuse("nike", image_classes, image).brand_proba
     assert neutral[3] > image[3]
+
+
+def test_a_wrong_title_cannot_push_a_class_down_by_more_than_the_title_error_rate_allows(brand_text, monkeypatch):
+    classes = ("adidas", "new-balance", "nike", "vans")
+    columns = [brand_text.classes.index(c) for c in classes]
+    sure = np.full((1, len(brand_text.classes)), 1e-6)  # a text classifier sure the title is adidas
+    sure[0, columns[0]] = 1.0
+    monkeypatch.setattr(TextClassifier, "predict_proba", lambda self, texts: sure / sure.sum())
+    ratio, used = brand_text.evidence(["adidas Samba OG white"], classes)
+    assert used[0] and int(np.argmax(ratio[0])) == 0
+    # Without the mixture the other brands would get about log(1e-6 / prior), below -11; with it, log(e) at worst.
+    assert ratio.min() >= np.log(TITLE_ERROR_RATE) - 1e-9
+    assert ratio[0, 2] < np.log(TITLE_ERROR_RATE) + 0.1
+    # A photo sure of nike (0.999) and that wrong adidas title at weight 1: nike keeps most of the answer.
+    image = np.array([0.0003, 0.0003, 0.999, 0.0004])
+    fused = TextModel(brand=brand_text, brand_weight=1.0).fuse("adidas Samba OG white", classes, image)
+    assert fused.brand_proba[2] > 0.5
 
 
 @pytest.mark.parametrize("text", ["", "   ", "size 10 great condition", "free shipping, price is firm"])
