@@ -80,7 +80,9 @@ class Process:
         """Start (again), appending to the log."""
         log = self.log_path.open("a")
         self.popen = subprocess.Popen(
-            ["/bin/sh", "-c", self.command],  # as honcho runs a Procfile line
+            # Through the shell as honcho runs a Procfile line; `exec env` so that the pid is the program's
+            # own (a line may start with VAR=value assignments, which `exec` alone would take as the command).
+            ["/bin/sh", "-c", f"exec env {self.command}"],
             cwd=ROOT,
             env=self.env,
             stdout=log,
@@ -92,16 +94,30 @@ class Process:
         self.starts += 1
 
     def stop(self, sig: int = signal.SIGTERM, timeout: float = 60.0) -> None:
-        """Send ``sig`` to the process group and wait; SIGKILL after ``timeout`` seconds."""
-        if self.popen is None or self.popen.poll() is not None:
+        """Stop the process: SIGTERM to the main process only (Celery's warm shutdown: it stops its own pool),
+        or SIGKILL to the whole group; then SIGKILL whatever is left of the group after ``timeout`` seconds.
+
+        (SIGTERM to the whole group, main process and prefork pool at once, can leave Celery's main process
+        blocked for good on a pool lock that a killed child held; honcho sends that and SIGKILLs 5 s later.)
+        """
+        if self.popen is None:
             return
         self.expected_exit = True
-        os.killpg(self.popen.pid, sig)
+        group = self.popen.pid
+        if self.popen.poll() is None:
+            if sig == signal.SIGKILL:
+                os.killpg(group, signal.SIGKILL)
+            else:
+                os.kill(self.popen.pid, sig)
+            try:
+                self.popen.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                self.crashes.append(f"{self.name} did not stop within {timeout:.0f} s of {signal.Signals(sig).name}")
         try:
-            self.popen.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            os.killpg(self.popen.pid, signal.SIGKILL)
-            self.popen.wait(timeout=30)
+            os.killpg(group, signal.SIGKILL)  # pool processes or anything else left behind
+        except ProcessLookupError:
+            pass
+        self.popen.wait(timeout=30)
 
     def check(self) -> None:
         """Record a crash when the process ended without being asked to."""
@@ -356,7 +372,7 @@ def main() -> None:
         p90 = statistics.quantiles(to_result, n=10)[-1] if len(to_result) > 1 else to_result[0]
         print(f"upload to result  p50 {statistics.median(to_result):.2f} s, p90 {p90:.2f} s, max {to_result[-1]:.1f} s")
     print(f"worker restarts   {len(events)}" + "".join(f"\n                  {e}" for e in events))
-    print(f"crashes           {len(crashes)}" + "".join(f"\n                  {c}" for c in crashes))
+    print(f"crashes, hangs    {len(crashes)}" + "".join(f"\n                  {c}" for c in crashes))
     errors = log_errors(log_dir)
     print(f"log error lines   {sum(errors.values())} {dict(errors) if errors else ''}")
     size = sum(p.stat().st_size for p in var_dir.glob("broker.sqlite3*")) if broker.exists() else 0
