@@ -43,3 +43,92 @@ def test_thread_budget_comes_from_omp_num_threads(monkeypatch, value, expected):
 def test_no_thread_budget_without_omp_num_threads(monkeypatch):
     monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
     assert thread_budget() is None
+
+
+# --- the confidence cascade (Pipeline(skip_removal_above=...)) ------------------------------------------
+
+
+class CountingRemover:
+    """GrabCut that counts its calls."""
+
+    name = "grabcut"
+
+    def __init__(self) -> None:
+        from worker.ml.background import GrabCutRemover
+
+        self.inner = GrabCutRemover()
+        self.calls = 0
+
+    def __call__(self, rgb):
+        self.calls += 1
+        return self.inner(rgb)
+
+
+@pytest.fixture(scope="module")
+def cascade_artifact(tiny_backbone, tmp_path_factory):
+    from tests.unit.ml.test_ml_training import catalog_samples
+    from worker.ml.embeddings import EmbeddingCache
+    from worker.ml.training import TrainingConfig, train_model
+
+    cache = EmbeddingCache(tmp_path_factory.mktemp("cache"), tiny_backbone.fingerprint)
+    return train_model(catalog_samples(), TrainingConfig(seed=0), backbone=tiny_backbone, cache=cache).artifact
+
+
+def busy_photo(seed: int = 5) -> np.ndarray:
+    from tests.unit.ml.ml_helpers import draw_shoe
+    from tests.unit.ml.test_ml_training import BRANDS
+
+    return draw_shoe(BRANDS["redco"][0], seed=seed, background="noise")
+
+
+def test_a_confident_first_look_answers_without_removing_the_background(cascade_artifact, tiny_backbone):
+    from worker.ml.pipeline import Pipeline
+
+    remover = CountingRemover()
+    photo = busy_photo()
+    as_it_is = Pipeline(cascade_artifact, tiny_backbone, None, skip_plain=False).predict_rgb(photo)
+    cascade = Pipeline(cascade_artifact, tiny_backbone, remover, skip_removal_above=0.01).predict_rgb(photo)
+    assert remover.calls == 0
+    assert cascade.background == "skipped-confident"
+    assert [(b.brand, round(b.probability, 5)) for b in cascade.brands] == [
+        (b.brand, round(b.probability, 5)) for b in as_it_is.brands
+    ]
+    np.testing.assert_allclose(cascade.embedding, as_it_is.embedding, atol=1e-6)
+    assert cascade.timings_ms["embed"] < cascade.timings_ms["background"]  # the embedding was made in the first look
+
+
+def test_an_unsure_first_look_removes_the_background_as_without_the_cascade(cascade_artifact, tiny_backbone):
+    from tests.unit.ml.ml_helpers import draw_shoe
+    from worker.ml.pipeline import Pipeline
+
+    photo = draw_shoe((128, 128, 128), seed=7, background="noise")  # a grey shoe: no brand's colour
+    first_look = Pipeline(cascade_artifact, tiny_backbone, None, skip_plain=False).predict_rgb(photo)
+    assert first_look.brands[0].probability < 1.0
+    threshold = (first_look.brands[0].probability + 1.0) / 2  # just above what the first look gives
+    remover = CountingRemover()
+    plain = Pipeline(cascade_artifact, tiny_backbone, CountingRemover()).predict_rgb(photo)
+    cascade = Pipeline(cascade_artifact, tiny_backbone, remover, skip_removal_above=threshold).predict_rgb(photo)
+    assert remover.calls == 1
+    assert cascade.background == plain.background != "skipped-confident"
+    assert [b.brand for b in cascade.brands] == [b.brand for b in plain.brands]
+    np.testing.assert_allclose(cascade.embedding, plain.embedding, atol=1e-6)
+
+
+def test_the_cascade_leaves_plain_backgrounds_to_the_plain_rule(cascade_artifact, tiny_backbone):
+    from tests.unit.ml.ml_helpers import draw_shoe
+    from tests.unit.ml.test_ml_training import BRANDS
+    from worker.ml.pipeline import Pipeline
+
+    remover = CountingRemover()
+    out = Pipeline(cascade_artifact, tiny_backbone, remover, skip_removal_above=0.01).predict_rgb(
+        draw_shoe(BRANDS["blueco"][0], seed=3)
+    )
+    assert out.background == "skipped" and remover.calls == 0
+
+
+@pytest.mark.parametrize("threshold", [0.0, -0.5, 1.5])
+def test_the_cascade_threshold_is_a_probability(cascade_artifact, tiny_backbone, threshold):
+    from worker.ml.pipeline import Pipeline
+
+    with pytest.raises(ValueError):
+        Pipeline(cascade_artifact, tiny_backbone, None, skip_removal_above=threshold)
