@@ -23,6 +23,15 @@ Sections (``--sections``, all by default):
 ``models``
     Per-photo latency of the stages alone (no web, no broker), one photo at a time, in a subprocess per thread
     count (TensorFlow and onnxruntime limited to 1, then 2 threads): decode, background, embed, heads, search.
+``background``
+    What each way of handling the background costs in accuracy and time, on the ``sneakers_wild`` photos of
+    one side of the active model's split (``--background-side``: ``test``, the held-out photos, by default;
+    ``all``), real-world and product shots apart, through the active pipeline with only the remover or its
+    rule changed, one thread: brand top-1 (first guess; and counting an abstention as wrong), how often the
+    first guess differs from the default's, median background time, how many photos the remover ran on.
+    Variants: U^2-Net-p skipped on plain backgrounds (the default rule), U^2-Net-p always, the confidence
+    cascade (``Pipeline(skip_removal_above=...)``) at 0.9 and 0.95, U^2-Net-p int8 (when ``--int8 FILE``
+    names a quantised model), GrabCut, none.
 ``embed``
     Training-time embedding throughput (batches of 32 catalogue squares through the backbone) against the
     backbone's FLOPs per image (TensorFlow's profiler on the forward function) and the machine's measured
@@ -39,7 +48,10 @@ real-world photos one at a time. Printed per workload: photos/s (photos / wall t
 the last answer seen), upload-to-result p50 / p90 as the client saw it (for this stack: until the poll that
 found it terminal) and, for this stack, until the result existed (server ``finished_at`` minus the upload's
 start on this host's clock), brand top-1 against the folder's labels, and the ratios to the seed app.
-Before each workload 4 photos warm both stacks up. ``uptime`` is printed before and after each section:
+This stack's section also measures its capacity, open loop: ``--catalogue`` catalogue shots uploaded back to
+back by ``--clients`` clients, photos/s from the first upload to the last result (the closed loop above is paced
+by the page's polling: a client learns of a result at the first poll after it exists). Before the workloads
+4 photos warm each stack up. ``uptime`` is printed before and after each section:
 the 2 cores may be shared with other work.
 
 Targets (issue 10), printed next to the figures: real-world throughput at least 5 times the seed app's, p50
@@ -74,7 +86,7 @@ PYTHON = sys.executable
 SHARED = ROOT.parent / "shared"
 WILD = SHARED / "datasets" / "sneakers_wild"
 CATALOGUE = SHARED / "datasets" / "sneakers"
-SECTIONS = ("pipeline", "seed", "models", "embed", "web")
+SECTIONS = ("pipeline", "seed", "models", "background", "embed", "web")
 TARGETS = {
     "real_ratio": 5.0,
     "single_p50_ms": 300.0,
@@ -83,6 +95,8 @@ TARGETS = {
 }
 """Issue 10's targets: real-world photos/s ratio to the seed app, p50 one at a time, catalogue photos/s,
 uploads accepted per second."""
+EXTRA_ENV: dict[str, str] = {}
+"""Settings given with ``--set KEY=VALUE`` for this stack's processes (to compare with a setting changed)."""
 
 
 def uptime() -> str:
@@ -207,6 +221,7 @@ def stack_env(var_dir: Path, port: int, broker_url: str | None) -> dict[str, str
     )
     if broker_url:
         env["CELERY_BROKER_URL"] = broker_url
+    env.update(EXTRA_ENV)
     return env
 
 
@@ -297,6 +312,36 @@ class OurStack:
 
         return one
 
+    def capacity(self, photos: list[Photo], clients: int) -> None:
+        """Open loop: upload every photo back to back from ``clients`` threads without waiting for results, then
+        wait for all; print photos/s from the first upload's start to the last result (server ``finished_at``).
+        The page's polling does not pace this, so it measures what the workers can do."""
+        import httpx
+
+        headers = {"Authorization": f"Token {self.token}"}
+        started = time.time()
+
+        def send(photo: Photo) -> str:
+            with httpx.Client(base_url=self.base_url, headers=headers, timeout=120) as http:
+                return http.post(
+                    "/api/v1/predictions/", files={"image": (photo.name, photo.data, "image/jpeg")}
+                ).json()["id"]
+
+        with ThreadPoolExecutor(max_workers=clients) as pool:
+            ids = list(pool.map(send, photos))
+        finished = []
+        with httpx.Client(base_url=self.base_url, headers=headers, timeout=120) as http:
+            for pid in ids:
+                while True:
+                    body = http.get(f"/api/v1/predictions/{pid}/").json()
+                    if body["status"] in ("succeeded", "failed"):
+                        break
+                    time.sleep(0.2)
+                finished.append(datetime.fromisoformat(body["finished_at"].replace("Z", "+00:00")).timestamp())
+        wall = max(finished) - started
+        print(f"   capacity, {len(photos)} catalogue shots sent back to back by {clients} clients (open loop): "
+              f"{len(photos) / wall:.2f} photos/s from the first upload to the last result", flush=True)  # fmt: skip
+
 
 # --- the seed-style app --------------------------------------------------------------------------
 
@@ -365,8 +410,10 @@ def warm_up(one: Callable[[Photo], Outcome]) -> None:
         one(photo)
 
 
-def bench_stack(label: str, start: Callable[[], object], stop: Callable[[], None], make_client, args) -> list[Run]:
-    """Start a stack, warm it up, run the three workloads, stop it."""
+def bench_stack(
+    label: str, start: Callable[[], object], stop: Callable[[], None], make_client, args, extra=None
+) -> list[Run]:
+    """Start a stack, warm it up, run the three workloads (and ``extra()`` while it is up), stop it."""
     print(f"\n-- {label}: starting ({uptime()})", flush=True)
     start()
     runs = []
@@ -380,6 +427,8 @@ def bench_stack(label: str, start: Callable[[], object], stop: Callable[[], None
             print(f"   {name}: {run.per_s:.2f} photos/s, p50 {run.quantile(50) * 1000:.0f} ms "
                   f"(result ready {ready * 1000:.0f} ms), p90 {run.quantile(90) * 1000:.0f} ms, "
                   f"brand top-1 {run.top1:.2f}, failed {sum(not o.ok for o in run.outcomes)}", flush=True)  # fmt: skip
+        if extra is not None:
+            extra()
     finally:
         stop()
     stages = stage_medians(runs)
@@ -466,6 +515,102 @@ def bench_models(args: argparse.Namespace) -> None:
             continue
         medians = json.loads(done.stdout.strip().splitlines()[-1])
         print(f"  {threads} thread(s): " + ", ".join(f"{k} {v:.0f}" for k, v in medians.items()))
+    print(f"  ({uptime()})")
+
+
+# --- background variants ---------------------------------------------------------------------------
+
+
+def wild_on_side(split: dict | None, side: str) -> list[tuple[str, Photo]]:
+    """``(style, photo)`` of the ``sneakers_wild`` photos on ``side`` (``train``, ``val``, ``test``) of a
+    version's ``split.json`` (matched by SHA-256 of the file), or all of them for ``side == "all"``."""
+    import hashlib
+
+    wanted = None if side == "all" else set((split or {}).get("wild", {}).get(side, []))
+    brands = {row["image_path"]: row["brand"] for row in csv.DictReader((WILD / "manifest.csv").open())}
+    photos = []
+    for row in csv.DictReader((WILD / "extras" / "provenance.csv").open()):
+        data = (WILD / row["image_path"]).read_bytes()
+        if wanted is None or hashlib.sha256(data).hexdigest() in wanted:
+            photo = Photo(Path(row["image_path"]).name, data, brands[row["image_path"]])
+            photos.append((row["eyeballed_style"], photo))
+    return photos
+
+
+def background_child(var_dir: Path, int8: str, side: str) -> None:
+    """(Subprocess.) Each background variant through the active pipeline on the wild photos of ``side``;
+    prints one JSON line per variant."""
+    os.environ["SNEAKERS_VAR_DIR"] = str(var_dir)
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "sneakers.settings")
+    import django
+
+    django.setup()
+    from django.core.files.storage import default_storage
+
+    from registry import runtime
+    from registry.selectors import model_version_get_active
+    from worker.ml.background import GrabCutRemover, U2NetpRemover
+    from worker.ml.images import load_rgb
+    from worker.ml.pipeline import Pipeline
+
+    version = model_version_get_active()
+    base = runtime.pipeline_get(version)
+    with default_storage.open(f"{version.artifact_prefix.rstrip('/')}/split.json") as handle:
+        photos = wild_on_side(json.load(handle), side)
+    variants = [("U^2-Net-p, skipped on plain backgrounds (default)", base.remover, True, None)]
+    variants.append(("U^2-Net-p always", base.remover, False, None))
+    variants += [(f"U^2-Net-p, cascade at {t:g}", base.remover, True, t) for t in (0.9, 0.95)]
+    if int8:
+        variants.append(("U^2-Net-p int8", U2NetpRemover(int8), True, None))
+    variants += [("GrabCut", GrabCutRemover(), True, None), ("none", None, False, None)]
+    decoded = [(style, photo, load_rgb(photo.data)) for style, photo in photos]
+    first: dict[str, str] = {}
+    for label, remover, skip_plain, cascade in variants:
+        pipeline = Pipeline(base.artifact, base.backbone, remover, skip_plain=skip_plain, skip_removal_above=cascade)
+        pipeline.predict_rgb(decoded[0][2])
+        rows = []
+        for style, photo, rgb in decoded:
+            result = pipeline.predict_rgb(rgb)
+            guess = result.brands[0].brand
+            first.setdefault(photo.name + photo.brand, guess)
+            right = guess == photo.brand
+            rows.append({
+                "style": style, "right": right, "answered_right": right and result.abstain is None,
+                "changed": guess != first[photo.name + photo.brand], "background_ms": result.timings_ms["background"],
+                "method": result.background,
+            })  # fmt: skip
+        print(json.dumps({"variant": label, "rows": rows}), flush=True)
+
+
+def bench_background(args: argparse.Namespace) -> None:
+    """Accuracy and time of each background variant (a subprocess, one thread for TensorFlow and onnxruntime)."""
+    print(f"\n== background handling: sneakers_wild photos ({args.background_side} side of the active model's split), "
+          f"1 thread ({uptime()}) ==")  # fmt: skip
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "TF_NUM_INTRAOP_THREADS": "1", "TF_NUM_INTEROP_THREADS": "1",
+           "TF_CPP_MIN_LOG_LEVEL": "2"}  # fmt: skip
+    env.pop("DATABASE_URL", None)
+    env.pop("CELERY_BROKER_URL", None)
+    done = subprocess.run(
+        [PYTHON, __file__, "--_background-child", str(args.var_dir), args.int8 or "", args.background_side],
+        cwd=ROOT, env=env, capture_output=True, text=True,
+    )  # fmt: skip
+    if done.returncode:
+        print(f"  failed\n{done.stderr[-3000:]}")
+        return
+    print("| variant | style | n | brand top-1 | top-1, abstaining wrong | first guess changed | "
+          "background p50 / mean ms | removal ran |")  # fmt: skip
+    print("| --- | --- | --- | --- | --- | --- | --- | --- |")
+    for line in done.stdout.strip().splitlines():
+        result = json.loads(line)
+        for style in ("real-world", "product-shot"):
+            rows = [r for r in result["rows"] if r["style"] == style]
+            if not rows:
+                continue
+            ran = sum(r["method"] not in ("skipped", "skipped-confident", "none") for r in rows)
+            print(f"| {result['variant']} | {style} | {len(rows)} | {sum(r['right'] for r in rows) / len(rows):.3f} | "
+                  f"{sum(r['answered_right'] for r in rows) / len(rows):.3f} | {sum(r['changed'] for r in rows)} | "
+                  f"{statistics.median(r['background_ms'] for r in rows):.0f} / "
+                  f"{statistics.fmean(r['background_ms'] for r in rows):.0f} | {ran} |")  # fmt: skip
     print(f"  ({uptime()})")
 
 
@@ -617,17 +762,35 @@ def main() -> None:
     parser.add_argument("--web-uploads", type=int, default=2000)
     parser.add_argument("--web-clients", type=int, default=32)
     parser.add_argument("--port", type=int, default=8150)
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help="environment variable for this stack's processes (repeatable)")  # fmt: skip
+    parser.add_argument("--int8", default=None, help="a quantised u2netp ONNX file for the background section")
     parser.add_argument("--_models-child", nargs=2, help=argparse.SUPPRESS)
+    parser.add_argument("--background-side", choices=("test", "val", "train", "all"), default="test",
+                        help="wild photos of the background section: a side of the model's split, or all")  # fmt: skip
+    parser.add_argument("--_background-child", nargs=3, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    EXTRA_ENV.update(item.split("=", 1) for item in args.set)
     if args._models_child:
         models_child(Path(args._models_child[0]), int(args._models_child[1]))
         return
+    if args._background_child:
+        background_child(Path(args._background_child[0]), args._background_child[1], args._background_child[2])
+        return
     print(f"bench_speed: {' '.join(args.sections)}; var folder {args.var_dir}; {os.cpu_count()} CPUs; {uptime()}")
+    if EXTRA_ENV:
+        print(f"this stack's processes also get {EXTRA_ENV}")
     all_runs: dict[str, list[Run]] = {}
     if "pipeline" in args.sections:
         stack = OurStack(args.var_dir.resolve(), args.port, None)
+        capacity = catalogue_photos(args.catalogue, seed=5)
         all_runs["ours, make run defaults"] = bench_stack(
-            "ours, make run defaults", stack.start, stack.stop, lambda: stack.client(args.first_poll), args
+            "ours, make run defaults",
+            stack.start,
+            stack.stop,
+            lambda: stack.client(args.first_poll),
+            args,
+            extra=lambda: stack.capacity(capacity, args.clients),
         )
         if args.redis:
             import redis
@@ -644,6 +807,8 @@ def main() -> None:
         print_table(all_runs)
     if "models" in args.sections:
         bench_models(args)
+    if "background" in args.sections:
+        bench_background(args)
     if "embed" in args.sections:
         bench_embed(args)
     if "web" in args.sections:
