@@ -42,9 +42,11 @@ locking needs a local filesystem, not NFS.
 
 Transport options (``CELERY_BROKER_TRANSPORT_OPTIONS``): ``polling_interval`` (seconds, 0.05),
 ``busy_timeout`` (seconds a writer waits for the file's lock, 30), ``synchronous`` (SQLite's
-``PRAGMA synchronous``: ``FULL`` (default) syncs every commit to disk; ``NORMAL`` may drop the last
-commits on power loss but never on a process crash), ``orphan_check_interval`` (5),
-``visibility_timeout`` (10800).
+``PRAGMA synchronous``: ``FULL`` (the transport's default) syncs every commit to disk; ``NORMAL`` (what
+``sneakers.settings`` passes, ``CELERY_BROKER_SYNCHRONOUS``) may drop the last commits on power loss but never on
+a process crash, and the sweeper sends the jobs of lost messages again), ``orphan_check_interval`` (5),
+``visibility_timeout`` (10800). Figures (publish and take costs, against kombu's SQLAlchemy transport, the soak
+test): README "Speed".
 """
 
 from __future__ import annotations
