@@ -66,13 +66,19 @@ def probe_worker(tmp_path: Path, broker_url: str, log: Path, *, sleep: float = 0
         try:
             yield process
         finally:
+            # SIGTERM to the main process (Celery's warm shutdown stops its pool), then SIGKILL to what is left:
+            # SIGTERM to the whole group at once can leave the main process blocked on a pool lock.
             if process.poll() is None:
-                os.killpg(process.pid, signal.SIGTERM)
+                process.terminate()
                 try:
                     process.wait(timeout=20)
                 except subprocess.TimeoutExpired:
-                    os.killpg(process.pid, signal.SIGKILL)
-                    process.wait(timeout=10)
+                    pass
+            try:
+                os.killpg(process.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            process.wait(timeout=10)
 
 
 def recorded(log: Path) -> Counter:
