@@ -225,6 +225,17 @@ def stack_env(var_dir: Path, port: int, broker_url: str | None) -> dict[str, str
     return env
 
 
+def has_active_model(var_dir: Path) -> bool:
+    """Whether the database of ``var_dir`` (migrated first) has an active model version."""
+    if not (var_dir / "db.sqlite3").exists():
+        return False
+    env = stack_env(var_dir, 0, None)
+    subprocess.run([PYTHON, "manage.py", "migrate", "--noinput"], cwd=ROOT, env=env, capture_output=True)
+    code = "from registry.selectors import model_version_get_active as m; print(bool(m()))"
+    done = subprocess.run([PYTHON, "manage.py", "shell", "-c", code], cwd=ROOT, env=env, capture_output=True, text=True)
+    return done.returncode == 0 and done.stdout.strip().endswith("True")
+
+
 def wait_healthy(url: str, timeout: float) -> None:
     """Poll ``url`` until it answers 200."""
     import httpx
@@ -778,6 +789,11 @@ def main() -> None:
         background_child(Path(args._background_child[0]), args._background_child[1], args._background_child[2])
         return
     print(f"bench_speed: {' '.join(args.sections)}; var folder {args.var_dir}; {os.cpu_count()} CPUs; {uptime()}")
+    needs_model = {"pipeline", "models", "background"} & set(args.sections)
+    if needs_model and not has_active_model(args.var_dir.resolve()):
+        print(f"no active model in {args.var_dir} (run `make run` or `manage.py bootstrap` with SNEAKERS_VAR_DIR, or "
+              f"give --var-dir): skipping {', '.join(sorted(needs_model))}")  # fmt: skip
+        args.sections = [section for section in args.sections if section not in needs_model]
     if EXTRA_ENV:
         print(f"this stack's processes also get {EXTRA_ENV}")
     all_runs: dict[str, list[Run]] = {}
