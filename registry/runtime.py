@@ -116,6 +116,7 @@ def _pipeline_build(model_version: ModelVersion):
         remover=remover_get(),
         max_bytes=settings.SNEAKERS_UPLOAD_MAX_BYTES,
         max_pixels=settings.SNEAKERS_UPLOAD_MAX_PIXELS,
+        skip_removal_above=settings.SNEAKERS_BACKGROUND_SKIP_CONFIDENCE or None,
     )
 
 

@@ -181,6 +181,9 @@ SNEAKERS_BACKGROUND_MODEL_PATH = Path(
     env.str("SNEAKERS_BACKGROUND_MODEL_PATH", default=str(SHARED_DIR / "weights" / "u2netp.onnx"))
 )
 SNEAKERS_BACKGROUND_METHOD = env.str("SNEAKERS_BACKGROUND_METHOD", default="u2netp")  # u2netp | grabcut | none
+# Confidence cascade (README "Speed"): skip background removal when the brand head is at least this sure of the
+# photo as it is; 0 turns it off (the default until it is measured on more real-world photos than 154).
+SNEAKERS_BACKGROUND_SKIP_CONFIDENCE = env.float("SNEAKERS_BACKGROUND_SKIP_CONFIDENCE", default=0.0)
 # Catalog sets `manage.py bootstrap` imports: shop listings, and named shoe models (many photos each).
 SNEAKERS_DATASET_DIR = Path(env.str("SNEAKERS_DATASET_DIR", default=str(SHARED_DIR / "datasets" / "sneakers")))
 SNEAKERS_MODELS_DATASET_DIR = Path(

@@ -246,3 +246,13 @@ def test_named_models_get_a_model_head_and_results_carry_model_candidates(settin
     assert report["unknown_brand_refused"] is not None and report["known_refused_unknown_brand"] is not None
     assert set(report["by_source"]) == {"models_set", "other_brand"}
     assert report["by_source"]["other_brand"]["model_n"] == 0 and report["by_source"]["models_set"]["model_n"] == 4
+
+
+def test_the_background_cascade_setting_reaches_the_serving_pipeline(tiny_model, settings):
+    from registry import runtime
+
+    assert runtime.pipeline_get(tiny_model).skip_removal_above is None  # 0: off, the default
+    settings.SNEAKERS_BACKGROUND_SKIP_CONFIDENCE = 0.95
+    runtime.clear()
+    assert runtime.pipeline_get(tiny_model).skip_removal_above == 0.95
+    runtime.clear()
