@@ -29,7 +29,6 @@ training: their model figures say only that an exact model name is read right.
 from __future__ import annotations
 
 import argparse
-import csv
 import hashlib
 import json
 import sys
@@ -53,19 +52,14 @@ def stamp(message: str) -> None:
 def read_samples(shared: Path) -> tuple[list, list[str]]:
     """``TrainingSample`` of every photo of the two catalog sets, and each photo's source (``listing`` for titled
     ``sneakers`` rows, ``model`` for ``sneaker_models``, ``untitled``)."""
+    from catalog.datasets import manifest_rows, provenance_styles
     from worker.ml.training import TrainingSample
 
     samples, sources = [], []
     for name in ("sneakers", "sneaker_models"):
         folder = shared / "datasets" / name
-        provenance = folder / "extras" / "provenance.csv"
-        styles = {}
-        if provenance.exists():
-            styles = {
-                r["image_path"]: r.get("eyeballed_style", "") for r in csv.DictReader(provenance.open(encoding="utf-8"))
-            }
-        for row in csv.DictReader((folder / "manifest.csv").open(encoding="utf-8")):
-            path = folder / row["image_path"]
+        styles = provenance_styles(folder)
+        for row, path in manifest_rows(folder):
             sha = hashlib.sha256(path.read_bytes()).hexdigest()
             title = row["product_name"].strip() or None
             is_model = name == "sneaker_models"
