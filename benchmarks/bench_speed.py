@@ -14,9 +14,9 @@ Sections (``--sections``, all by default):
     SQLite broker, ``sneakers.broker``) in ``--var-dir``, which must hold an active model (``make run`` or
     ``manage.py bootstrap`` makes one). ``--redis`` runs it a second time with ``CELERY_BROKER_URL`` on Redis.
     Clients upload through the API (``POST /api/v1/predictions/`` with a partner token; rates raised so
-    throttling does not shape the figures) and poll ``GET /api/v1/predictions/<id>/`` on the result page's
-    schedule (``static/js/poll.js``: first poll ``--first-poll`` ms after the upload, then 1.3 times longer
-    each time, 4 s at most).
+    throttling does not shape the figures) and long-poll ``GET /api/v1/predictions/<id>/?wait=20`` until the
+    result (as ``static/js/poll.js`` does); ``--first-poll SECONDS`` polls on the older schedule instead
+    (first poll that long after the upload, then 1.3 times longer each time, 4 s at most).
 ``seed``
     The seed-style app (``benchmarks/seed_app/app.py``: Flask, GrabCut and VGG16 inside the request, VGG16
     with random weights, same FLOPs) under gunicorn with 2 processes; clients POST and get the answer back.
@@ -45,12 +45,12 @@ Workloads of ``pipeline`` and ``seed`` (same photos, same clients): ``--real`` r
 ``../shared/datasets/sneakers_wild`` (its ``eyeballed_style`` column) with ``--clients`` concurrent clients,
 ``--catalogue`` catalogue shots of ``../shared/datasets/sneakers`` with ``--clients`` clients, and ``--single``
 real-world photos one at a time. Printed per workload: photos/s (photos / wall time from the first upload to
-the last answer seen), upload-to-result p50 / p90 as the client saw it (for this stack: until the poll that
+the last answer seen), upload-to-result p50 / p90 as the client saw it (for this stack: until the read that
 found it terminal) and, for this stack, until the result existed (server ``finished_at`` minus the upload's
 start on this host's clock), brand top-1 against the folder's labels, and the ratios to the seed app.
 This stack's section also measures its capacity, open loop: ``--catalogue`` catalogue shots uploaded back to
 back by ``--clients`` clients, photos/s from the first upload to the last result (the closed loop above is paced
-by the page's polling: a client learns of a result at the first poll after it exists). Before the workloads
+by the clients: each sends its next photo once it has learnt of its last result). Before the workloads
 4 photos warm each stack up. ``uptime`` is printed before and after each section:
 the 2 cores may be shared with other work.
 
@@ -290,7 +290,9 @@ class OurStack:
             process.stop()
 
     def client(self, first_poll_s: float) -> Callable[[Photo], Outcome]:
-        """Upload one photo and poll for its result as the result page does; returns its ``Outcome``."""
+        """Upload one photo and wait for its result; returns its ``Outcome``. ``first_poll_s`` 0: long polling
+        (``GET ...?wait=20`` in a loop, as the result page and the API docs do); else the older poll schedule
+        (first poll after ``first_poll_s``, then 1.3 times longer each time, 4 s at most)."""
         import httpx
 
         local = threading.local()
@@ -307,12 +309,13 @@ class OurStack:
                 return Outcome(time.time() - started, None, False, None, photo.brand)
             url = f"/api/v1/predictions/{created.json()['id']}/"
             delay = first_poll_s
-            while True:  # the result page's schedule (static/js/poll.js), from the upload's answer on
-                time.sleep(delay)
-                body = http.get(url).json()
+            while True:
+                if first_poll_s:  # the older poll schedule, from the upload's answer on
+                    time.sleep(delay)
+                    delay = min(delay * 1.3, 4.0)
+                body = http.get(url, params=None if first_poll_s else {"wait": 20}).json()
                 if body["status"] in ("succeeded", "failed"):
                     break
-                delay = min(delay * 1.3, 4.0)
             seen = time.time() - started
             finished = body.get("finished_at")
             ready = datetime.fromisoformat(finished.replace("Z", "+00:00")).timestamp() - started if finished else None
@@ -767,7 +770,9 @@ def main() -> None:
     parser.add_argument("--catalogue", type=int, default=40)
     parser.add_argument("--single", type=int, default=20)
     parser.add_argument("--clients", type=int, default=4)
-    parser.add_argument("--first-poll", type=float, default=0.15, help="seconds; static/js/poll.js's first wait")
+    parser.add_argument("--first-poll", type=float, default=0.0,
+                        help="0: long polling (?wait=20, as static/js/poll.js); else seconds to the first poll of "
+                        "the older schedule (0.15 before long polling)")  # fmt: skip
     parser.add_argument("--models-photos", type=int, default=30)
     parser.add_argument("--embed-images", type=int, default=256)
     parser.add_argument("--web-uploads", type=int, default=2000)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.conf import settings
 from django.urls import reverse
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiResponse, extend_schema, extend_schema_field, inline_serializer
@@ -19,7 +20,7 @@ from rest_framework.views import APIView
 
 from predictions.idempotency import idempotent
 from predictions.models import Prediction
-from predictions.selectors import prediction_get_visible, prediction_list_visible
+from predictions.selectors import prediction_get_visible, prediction_list_visible, prediction_wait_terminal
 from predictions.services import prediction_create
 from sneakers.openapi import ERROR_SCHEMA, IDEMPOTENCY_PARAMETER, IDEMPOTENCY_RESPONSES, NOT_FOUND, PAGE_PARAMETERS
 
@@ -247,15 +248,33 @@ class PredictionCollectionApi(APIView):
 
 
 class PredictionDetailApi(APIView):
-    """The status and, when finished, the result of one of the caller's predictions (poll this)."""
+    """The status and, when finished, the result of one of the caller's predictions (poll this, or long-poll it
+    with ``?wait=SECONDS``)."""
+
+    class QuerySerializer(serializers.Serializer):
+        wait = serializers.FloatField(
+            required=False,
+            default=0.0,
+            min_value=0.0,
+            max_value=settings.SNEAKERS_LONG_POLL_MAX_SECONDS,
+            help_text="Seconds to hold the answer while the prediction is queued or running (long polling): it "
+            "comes back as soon as the prediction finishes, or after this many seconds with the status as it is "
+            "then. 0 (the default) answers at once. Uploads answered with `Location` can be followed with "
+            "`?wait=20` in a loop instead of a poll schedule.",
+        )
 
     @extend_schema(
         operation_id="predictions_retrieve",
+        parameters=[QuerySerializer],
         responses={
             200: PredictionOutputSerializer,
+            400: OpenApiResponse(ERROR_SCHEMA, description="`wait` is not a number from 0 to the most allowed."),
             404: NOT_FOUND,
         },
     )
     def get(self, request: Request, prediction_id: str) -> Response:
+        query = self.QuerySerializer(data=request.query_params)
+        query.is_valid(raise_exception=True)
         prediction = prediction_get_visible(prediction_id=prediction_id, user=request.user)
+        prediction, _ = prediction_wait_terminal(prediction=prediction, seconds=query.validated_data["wait"])
         return Response(PredictionOutputSerializer(prediction, context={"request": request}).data)

@@ -20,7 +20,7 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 
 from catalog.selectors import brand_list, product_get_many, product_list_models
 from predictions.models import Prediction
-from predictions.selectors import prediction_get_visible, prediction_list_visible
+from predictions.selectors import prediction_get_visible, prediction_list_visible, prediction_wait_terminal
 from predictions.services import VISITOR_SESSION_KEY, feedback_create, prediction_create
 from sneakers.exceptions import ApplicationError
 
@@ -181,8 +181,19 @@ def detail_view(request: HttpRequest, prediction_id: str) -> HttpResponse:
 
 @require_GET
 def status_view(request: HttpRequest, prediction_id: str) -> JsonResponse:
-    """Small JSON the result page polls: ``{"status", "terminal", "error"}``."""
+    """Small JSON the result page polls: ``{"status", "terminal", "error"}``. ``?wait=SECONDS`` holds the answer
+    until the job ends or that long (``prediction_wait_terminal``; at most ``SNEAKERS_LONG_POLL_MAX_SECONDS``),
+    so the page learns of the result as soon as it exists."""
+    try:
+        wait = float(request.GET.get("wait", 0) or 0)
+    except ValueError:
+        wait = -1.0
+    if not 0.0 <= wait <= settings.SNEAKERS_LONG_POLL_MAX_SECONDS:
+        limit = settings.SNEAKERS_LONG_POLL_MAX_SECONDS
+        message = f"wait must be a number of seconds from 0 to {limit:g}"
+        return JsonResponse({"error": {"code": "invalid", "message": message}}, status=400)
     prediction = _visible_or_404_page(request, prediction_id)
+    prediction, _ = prediction_wait_terminal(prediction=prediction, seconds=wait)
     return JsonResponse(
         {
             "id": str(prediction.id),

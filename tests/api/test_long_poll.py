@@ -1,0 +1,135 @@
+"""Long polling (``?wait=SECONDS``): a status read is held until the prediction finishes, and answers at once
+when it already has, when no waiting slot is free, or when the wait is 0.
+
+A second thread (its own database connection, so the tests commit: ``transaction=True``) finishes the
+prediction while the request waits, as the worker would.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+from django.db import connection
+from django.test import Client
+
+from predictions import selectors
+from predictions.models import Prediction
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+@pytest.fixture(autouse=True)
+def _rates(settings) -> None:
+    settings.SNEAKERS_API_RATES = {"upload": "100000/min", "read": "100000/min", "anon": "100000/min"}
+
+
+def _finish_later(prediction_id, after: float) -> threading.Thread:
+    """Mark the prediction succeeded ``after`` seconds from now, from another thread and connection."""
+
+    def finish() -> None:
+        time.sleep(after)
+        try:
+            Prediction.objects.filter(id=prediction_id).update(status=Prediction.Status.SUCCEEDED, brand="nike")
+        finally:
+            connection.close()
+
+    thread = threading.Thread(target=finish)
+    thread.start()
+    return thread
+
+
+def _queued(**fields) -> Prediction:
+    return Prediction.objects.create(channel=Prediction.Channel.API, **fields)
+
+
+def test_api_wait_answers_when_the_prediction_finishes(token_client, user) -> None:
+    prediction = _queued(owner=user)
+    finisher = _finish_later(prediction.id, 0.4)
+    started = time.monotonic()
+    response = token_client.get(f"/api/v1/predictions/{prediction.id}/?wait=10")
+    elapsed = time.monotonic() - started
+    finisher.join()
+    assert response.status_code == 200
+    assert response.json()["status"] == "succeeded"
+    assert response.json()["brand"] == "nike"
+    assert 0.35 <= elapsed < 5.0
+
+
+def test_api_wait_runs_out_with_the_status_as_it_is(token_client, user) -> None:
+    prediction = _queued(owner=user)
+    started = time.monotonic()
+    response = token_client.get(f"/api/v1/predictions/{prediction.id}/?wait=0.3")
+    assert time.monotonic() - started >= 0.3
+    assert response.status_code == 200
+    assert response.json()["status"] == "queued"
+
+
+def test_api_without_wait_answers_at_once(token_client, user, settings) -> None:
+    settings.SNEAKERS_LONG_POLL_INTERVAL = 0.01
+    prediction = _queued(owner=user)
+    started = time.monotonic()
+    assert token_client.get(f"/api/v1/predictions/{prediction.id}/").json()["status"] == "queued"
+    assert time.monotonic() - started < 1.0
+
+
+@pytest.mark.parametrize("wait", ["-1", "abc", "21", "nan"])
+def test_api_bad_wait_is_a_400_with_a_json_error(token_client, user, wait) -> None:
+    prediction = _queued(owner=user)
+    response = token_client.get(f"/api/v1/predictions/{prediction.id}/?wait={wait}")
+    assert response.status_code == 400
+    body = response.json()
+    assert body["error"]["code"] == "invalid"
+    assert "wait" in body["error"]["detail"]
+
+
+def test_api_wait_on_someone_elses_prediction_is_404_at_once(token_client, other_user) -> None:
+    prediction = _queued(owner=other_user)
+    started = time.monotonic()
+    response = token_client.get(f"/api/v1/predictions/{prediction.id}/?wait=5")
+    assert response.status_code == 404
+    assert time.monotonic() - started < 2.0
+
+
+def test_no_free_slot_answers_at_once(token_client, user, settings) -> None:
+    settings.SNEAKERS_LONG_POLL_WAITERS = 1
+    prediction = _queued(owner=user)
+    slots = selectors._waiter_slots(1)
+    assert slots.acquire(blocking=False)  # another request holds the only slot
+    try:
+        started = time.monotonic()
+        response = token_client.get(f"/api/v1/predictions/{prediction.id}/?wait=5")
+        assert time.monotonic() - started < 2.0
+        assert response.json()["status"] == "queued"
+    finally:
+        slots.release()
+    # With the slot free again the same read waits.
+    finisher = _finish_later(prediction.id, 0.3)
+    assert token_client.get(f"/api/v1/predictions/{prediction.id}/?wait=5").json()["status"] == "succeeded"
+    finisher.join()
+
+
+def test_waiters_zero_turns_long_polling_off(token_client, user, settings) -> None:
+    settings.SNEAKERS_LONG_POLL_WAITERS = 0
+    prediction = _queued(owner=user)
+    started = time.monotonic()
+    assert token_client.get(f"/api/v1/predictions/{prediction.id}/?wait=5").json()["status"] == "queued"
+    assert time.monotonic() - started < 2.0
+
+
+def test_result_page_status_json_long_polls(user) -> None:
+    client = Client()
+    client.force_login(user)
+    prediction = _queued(owner=user)
+    finisher = _finish_later(prediction.id, 0.3)
+    started = time.monotonic()
+    response = client.get(f"/p/{prediction.id}/status/?wait=10")
+    finisher.join()
+    assert response.status_code == 200, response.content
+    assert response.json()["terminal"] is True
+    assert time.monotonic() - started >= 0.25
+    for bad_wait in ("abc", "-2", "60"):
+        bad = client.get(f"/p/{prediction.id}/status/?wait={bad_wait}")
+        assert bad.status_code == 400
+        assert bad.json()["error"]["code"] == "invalid"
