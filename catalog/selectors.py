@@ -31,8 +31,15 @@ def product_list(*, brand: str | None = None) -> QuerySet[Product]:
 
 
 def product_get_many(*, ids: Iterable[int]) -> dict[int, Product]:
-    """Listed products by id (missing or unlisted ids are left out), with brand and images."""
-    return {product.id: product for product in product_list().filter(id__in=list(ids))}
+    """Listed products by id (missing or unlisted ids are left out), with their brand, and their first image
+    (lowest id) as ``product.first_images``: a list of at most one ``ProductImage``. A named shoe model has
+    dozens of photos and a result's similar products show one each, so only that one is read (Django's sliced
+    ``Prefetch``, a window function per product)."""
+    first_image = Prefetch("images", queryset=ProductImage.objects.order_by("id")[:1], to_attr="first_images")
+    queryset = (
+        Product.objects.filter(is_listed=True, id__in=list(ids)).select_related("brand").prefetch_related(first_image)
+    )
+    return {product.id: product for product in queryset}
 
 
 def catalog_is_empty() -> bool:

@@ -84,7 +84,7 @@ def similar_payload(items: Sequence[SimilarItem], *, limit: int = SIMILAR_SHOWN)
         if family in families:
             continue
         families.add(family)
-        images = list(product.images.all())
+        images = product.first_images
         payload.append(
             {
                 "product_id": product.id,

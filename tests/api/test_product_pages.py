@@ -88,6 +88,23 @@ def test_similar_payload_keeps_one_hit_per_product_family_and_at_most_the_limit(
     assert payload[0]["product_id"] == first.id and edition.id not in [item["product_id"] for item in payload]
 
 
+def test_similar_payload_shows_each_products_first_photo_and_reads_only_that_one(django_assert_max_num_queries):
+    """A named model has dozens of photos; a hit needs its first (lowest id) only, and no more rows are read."""
+    brand = BrandFactory(slug="nike")
+    products = [ProductFactory(brand=brand, name=f"Nike Model {i}", kind=Product.Kind.MODEL) for i in range(3)]
+    firsts = {}
+    for product in products:
+        photos = [ProductImageFactory(product=product) for _ in range(4)]
+        firsts[product.id] = photos[0].image.url
+    from catalog.selectors import product_get_many
+
+    with django_assert_max_num_queries(2):  # products with brands, then one image each
+        found = product_get_many(ids=[p.id for p in products])
+        assert all(len(product.first_images) == 1 for product in found.values())
+    payload = similar_payload([SimilarItem(p.id, 0.9 - i / 10) for i, p in enumerate(products)], limit=5)
+    assert [item["image_url"] for item in payload] == [firsts[p.id] for p in products]
+
+
 def test_similar_products_in_a_result_link_to_their_product_pages_and_say_when_there_is_no_price():
     brand = BrandFactory(slug="nike", name="Nike")
     priced = ProductFactory(brand=brand, name="Nike Air Max 90", price_usd=140, kind=Product.Kind.MODEL)
