@@ -24,14 +24,16 @@ Sections (``--sections``, all by default):
     Per-photo latency of the stages alone (no web, no broker), one photo at a time, in a subprocess per thread
     count (TensorFlow and onnxruntime limited to 1, then 2 threads): decode, background, embed, heads, search.
 ``background``
-    What each way of handling the background costs in accuracy and time, on the ``sneakers_wild`` photos of
-    one side of the active model's split (``--background-side``: ``test``, the held-out photos, by default;
-    ``all``), real-world and product shots apart, through the active pipeline with only the remover or its
-    rule changed, one thread: brand top-1 (first guess; and counting an abstention as wrong), how often the
-    first guess differs from the default's, median background time, how many photos the remover ran on.
-    Variants: U^2-Net-p skipped on plain backgrounds (the default rule), U^2-Net-p always, the confidence
-    cascade (``Pipeline(skip_removal_above=...)``) at 0.9 and 0.95, U^2-Net-p int8 (when ``--int8 FILE``
-    names a quantised model), GrabCut, none.
+    What each way of handling the background costs in accuracy and time, on the photos of ``sneakers_wild``
+    and ``sneaker_models`` (the shared sets that mark each photo real-world or product shot) of one side of the
+    active model's split (``--background-side``: ``test``, the held-out photos, by default; ``all``),
+    real-world and product shots apart, through the active pipeline with only the remover or its rule
+    changed, one thread: brand top-1 (first guess; and counting an abstention as wrong), how often the first
+    guess differs from the default's, median background time, how many photos the remover ran on. Variants
+    (``--background-variants``): U^2-Net-p skipped on plain backgrounds (the default rule), U^2-Net-p always,
+    the confidence cascade (``Pipeline(skip_removal_above=...)``) at 0.9 and 0.95, U^2-Net-p at a 256 or
+    224 px input (``U2NetpRemover(input_size=...)``), 256 px with the cascade at 0.95, U^2-Net-p int8 (when
+    ``--int8 FILE`` names a quantised model), GrabCut, none.
 ``embed``
     Training-time embedding throughput (batches of 32 catalogue squares through the backbone) against the
     backbone's FLOPs per image (TensorFlow's profiler on the forward function) and the machine's measured
@@ -86,6 +88,7 @@ PYTHON = sys.executable
 SHARED = ROOT.parent / "shared"
 WILD = SHARED / "datasets" / "sneakers_wild"
 CATALOGUE = SHARED / "datasets" / "sneakers"
+MODELS = SHARED / "datasets" / "sneaker_models"
 SECTIONS = ("pipeline", "seed", "models", "background", "embed", "web")
 TARGETS = {
     "real_ratio": 5.0,
@@ -95,6 +98,11 @@ TARGETS = {
 }
 """Issue 10's targets: real-world photos/s ratio to the seed app, p50 one at a time, catalogue photos/s,
 uploads accepted per second."""
+BACKGROUND_VARIANTS = [
+    "default", "always", "cascade-0.9", "cascade-0.95", "u2netp-256", "u2netp-224", "u2netp-256-cascade-0.95", "int8",
+    "grabcut", "none",
+]  # fmt: skip
+"""Ways of handling the background that section ``background`` can compare (``--background-variants``)."""
 EXTRA_ENV: dict[str, str] = {}
 """Settings given with ``--set KEY=VALUE`` for this stack's processes (to compare with a setting changed)."""
 
@@ -535,30 +543,36 @@ def bench_models(args: argparse.Namespace) -> None:
 # --- background variants ---------------------------------------------------------------------------
 
 
-def wild_on_side(split: dict | None, side: str) -> list[tuple[str, Photo]]:
-    """``(style, photo)`` of the ``sneakers_wild`` photos on ``side`` (``train``, ``val``, ``test``) of a
-    version's ``split.json`` (matched by SHA-256 of the file), or all of them for ``side == "all"``."""
+def styled_on_side(split: dict | None, side: str) -> list[tuple[str, Photo]]:
+    """``(style, photo)`` of the ``sneakers_wild`` and ``sneaker_models`` photos (the two shared sets whose
+    ``extras/provenance.csv`` says ``real-world`` or ``product-shot``) on ``side`` (``train``, ``val``,
+    ``test``) of a version's ``split.json`` (matched by SHA-256 of the file: ``registry.evaluation``), or all of
+    them for ``side == "all"``."""
     import hashlib
 
-    wanted = None if side == "all" else set((split or {}).get("wild", {}).get(side, []))
-    brands = {row["image_path"]: row["brand"] for row in csv.DictReader((WILD / "manifest.csv").open())}
+    from registry.evaluation import split_hashes
+
+    wanted = None if side == "all" else split_hashes(split or {}, side)
     photos = []
-    for row in csv.DictReader((WILD / "extras" / "provenance.csv").open()):
-        data = (WILD / row["image_path"]).read_bytes()
-        if wanted is None or hashlib.sha256(data).hexdigest() in wanted:
-            photo = Photo(Path(row["image_path"]).name, data, brands[row["image_path"]])
-            photos.append((row["eyeballed_style"], photo))
+    for folder in (WILD, MODELS):
+        brands = {row["image_path"]: row["brand"] for row in csv.DictReader((folder / "manifest.csv").open())}
+        for row in csv.DictReader((folder / "extras" / "provenance.csv").open()):
+            data = (folder / row["image_path"]).read_bytes()
+            if wanted is None or hashlib.sha256(data).hexdigest() in wanted:
+                photo = Photo(f"{folder.name}/{row['image_path']}", data, brands[row["image_path"]])
+                photos.append((row["eyeballed_style"], photo))
     return photos
 
 
-def background_child(var_dir: Path, int8: str, side: str) -> None:
-    """(Subprocess.) Each background variant through the active pipeline on the wild photos of ``side``;
-    prints one JSON line per variant."""
+def background_child(var_dir: Path, int8: str, side: str, names: list[str]) -> None:
+    """(Subprocess.) Each background variant of ``names`` (``BACKGROUND_VARIANTS``) through the active pipeline
+    on the styled photos of ``side``; prints one JSON line per variant."""
     os.environ["SNEAKERS_VAR_DIR"] = str(var_dir)
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "sneakers.settings")
     import django
 
     django.setup()
+    from django.conf import settings
     from django.core.files.storage import default_storage
 
     from registry import runtime
@@ -570,13 +584,26 @@ def background_child(var_dir: Path, int8: str, side: str) -> None:
     version = model_version_get_active()
     base = runtime.pipeline_get(version)
     with default_storage.open(f"{version.artifact_prefix.rstrip('/')}/split.json") as handle:
-        photos = wild_on_side(json.load(handle), side)
-    variants = [("U^2-Net-p, skipped on plain backgrounds (default)", base.remover, True, None)]
-    variants.append(("U^2-Net-p always", base.remover, False, None))
-    variants += [(f"U^2-Net-p, cascade at {t:g}", base.remover, True, t) for t in (0.9, 0.95)]
-    if int8:
-        variants.append(("U^2-Net-p int8", U2NetpRemover(int8), True, None))
-    variants += [("GrabCut", GrabCutRemover(), True, None), ("none", None, False, None)]
+        photos = styled_on_side(json.load(handle), side)
+    path = settings.SNEAKERS_BACKGROUND_MODEL_PATH
+    made = {
+        "default": lambda: ("U^2-Net-p, skipped on plain backgrounds (default)", base.remover, True, None),
+        "always": lambda: ("U^2-Net-p always", base.remover, False, None),
+        "cascade-0.9": lambda: ("U^2-Net-p, cascade at 0.9", base.remover, True, 0.9),
+        "cascade-0.95": lambda: ("U^2-Net-p, cascade at 0.95", base.remover, True, 0.95),
+        "u2netp-256": lambda: ("U^2-Net-p at 256 px", U2NetpRemover(path, input_size=256), True, None),
+        "u2netp-224": lambda: ("U^2-Net-p at 224 px", U2NetpRemover(path, input_size=224), True, None),
+        "u2netp-256-cascade-0.95": lambda: (
+            "U^2-Net-p at 256 px, cascade at 0.95",
+            U2NetpRemover(path, input_size=256),
+            True,
+            0.95,
+        ),
+        "int8": lambda: ("U^2-Net-p int8", U2NetpRemover(int8), True, None),
+        "grabcut": lambda: ("GrabCut", GrabCutRemover(), True, None),
+        "none": lambda: ("none", None, False, None),
+    }
+    variants = [made[name]() for name in names if name != "int8" or int8]
     decoded = [(style, photo, load_rgb(photo.data)) for style, photo in photos]
     first: dict[str, str] = {}
     for label, remover, skip_plain, cascade in variants:
@@ -598,14 +625,16 @@ def background_child(var_dir: Path, int8: str, side: str) -> None:
 
 def bench_background(args: argparse.Namespace) -> None:
     """Accuracy and time of each background variant (a subprocess, one thread for TensorFlow and onnxruntime)."""
-    print(f"\n== background handling: sneakers_wild photos ({args.background_side} side of the active model's split), "
+    print(f"\n== background handling: sneakers_wild and sneaker_models photos ({args.background_side} side of the "
+          "active model's split), "
           f"1 thread ({uptime()}) ==")  # fmt: skip
     env = {**os.environ, "OMP_NUM_THREADS": "1", "TF_NUM_INTRAOP_THREADS": "1", "TF_NUM_INTEROP_THREADS": "1",
            "TF_CPP_MIN_LOG_LEVEL": "2"}  # fmt: skip
     env.pop("DATABASE_URL", None)
     env.pop("CELERY_BROKER_URL", None)
     done = subprocess.run(
-        [PYTHON, __file__, "--_background-child", str(args.var_dir), args.int8 or "", args.background_side],
+        [PYTHON, __file__, "--_background-child", str(args.var_dir), args.int8 or "", args.background_side,
+         ",".join(args.background_variants)],
         cwd=ROOT, env=env, capture_output=True, text=True,
     )  # fmt: skip
     if done.returncode:
@@ -784,14 +813,17 @@ def main() -> None:
     parser.add_argument("--_models-child", nargs=2, help=argparse.SUPPRESS)
     parser.add_argument("--background-side", choices=("test", "val", "train", "all"), default="test",
                         help="wild photos of the background section: a side of the model's split, or all")  # fmt: skip
-    parser.add_argument("--_background-child", nargs=3, help=argparse.SUPPRESS)
+    parser.add_argument("--background-variants", nargs="+", choices=BACKGROUND_VARIANTS, default=BACKGROUND_VARIANTS,
+                        help="ways of handling the background that the background section compares")  # fmt: skip
+    parser.add_argument("--_background-child", nargs=4, help=argparse.SUPPRESS)
     args = parser.parse_args()
     EXTRA_ENV.update(item.split("=", 1) for item in args.set)
     if args._models_child:
         models_child(Path(args._models_child[0]), int(args._models_child[1]))
         return
     if args._background_child:
-        background_child(Path(args._background_child[0]), args._background_child[1], args._background_child[2])
+        var_dir, int8, side, names = args._background_child
+        background_child(Path(var_dir), int8, side, names.split(","))
         return
     print(f"bench_speed: {' '.join(args.sections)}; var folder {args.var_dir}; {os.cpu_count()} CPUs; {uptime()}")
     needs_model = {"pipeline", "models", "background"} & set(args.sections)

@@ -123,19 +123,54 @@ class NoRemover:
         return Cutout(image=rgb, mask=np.ones(rgb.shape[:2], dtype=np.float32), method=self.name)
 
 
+def free_spatial_dims(path: str | Path) -> bytes:
+    """The ONNX model at ``path`` with the height and width (axes 2 and 3) of its inputs and outputs made free
+    dimensions (``dim_param`` ``"height"`` / ``"width"``), serialised; weights and nodes unchanged.
+
+    For U^2-Net-p (see ``U2NetpRemover``): its file fixes them at 320, which onnxruntime takes as a promise and
+    folds shapes computed from them into constants.
+
+    Raises:
+        ModelError: the ``onnx`` package is missing, or the file cannot be parsed.
+    """
+    try:
+        import onnx
+    except ImportError as exc:
+        raise ModelError("a U^2-Net-p input size other than 320 needs the onnx package (pip install onnx)") from exc
+    try:
+        model = onnx.load(str(path))
+    except Exception as exc:  # onnx raises protobuf's DecodeError and others for corrupt files
+        raise ModelError(f"cannot parse ONNX model {path}: {exc}") from exc
+    for value in [*model.graph.input, *model.graph.output]:
+        dims = value.type.tensor_type.shape.dim
+        for axis, name in ((2, "height"), (3, "width")):
+            if len(dims) > axis:
+                dims[axis].ClearField("dim_value")
+                dims[axis].dim_param = name
+    return model.SerializeToString()
+
+
 class U2NetpRemover:
     """Salient-object mask from U^2-Net-p (ONNX) run with onnxruntime. ``name == "u2netp"``.
 
     Pre-processing (``../shared/weights/README.md``): RGB resized to 320 x 320 (OpenCV ``INTER_AREA``),
     divided by the image's maximum value, minus ImageNet mean, divided by ImageNet std, NCHW float32.
     Post-processing: first of the 7 outputs, ``(1, 1, 320, 320)``, min-max normalised to [0, 1] and
-    resized (bilinear) back to the photo's size. The network's input side is fixed at 320 px: its ``Resize``
-    nodes carry sizes computed for 320 (a 256 px input fails in ``Concat_43``), so a smaller input would need
-    a new export. Per photo, measured alone on this project's 2-core machine (``benchmarks/bench_speed.py``
-    section ``models``; README "Speed"): about 170 ms with 2 threads.
+    resized (bilinear) back to the photo's size. Per photo at 320 px, measured alone on this project's 2-core
+    machine (``benchmarks/bench_speed.py`` section ``models``; README "Speed"): about 170 ms with 2 threads.
+
+    Other input sides: the file declares its input as ``(1, 3, 320, 320)``, and onnxruntime then folds the
+    graph's ``Shape`` nodes into constants for 320, so another size fails (``Concat_43``). The network itself
+    is fully convolutional and sizes each upsampling from the tensor it joins (``Shape`` -> ``Resize``), so
+    with ``input_size`` other than 320 the height and width of the graph's input and outputs are rewritten as
+    free dimensions (the ``onnx`` package, in memory; the file is untouched) and any side works (multiples of
+    32 divide evenly through its five poolings). Cost scales with the pixel count (224 px: about half of
+    320's); the masks differ from 320's, and what that costs in accuracy is measured in
+    ``benchmarks/bench_speed.py`` section ``background``.
 
     Args:
         model_path: the ``u2netp.onnx`` file.
+        input_size: side, in pixels, of the square the photo is resized to (U^2-Net was trained at 320).
         intra_op_threads: onnxruntime intra-op thread count; None: ``thread_budget()`` (``OMP_NUM_THREADS``),
             else onnxruntime's default (all cores).
         spinning: let onnxruntime's idle pool threads spin (busy-wait) for work between operators. Off by
@@ -149,12 +184,22 @@ class U2NetpRemover:
 
     name: str = "u2netp"
 
-    def __init__(self, model_path: str | Path, *, intra_op_threads: int | None = None, spinning: bool = False) -> None:
+    def __init__(
+        self,
+        model_path: str | Path,
+        *,
+        input_size: int = U2NET_SIZE,
+        intra_op_threads: int | None = None,
+        spinning: bool = False,
+    ) -> None:
         import onnxruntime as ort
 
         path = Path(model_path)
         if not path.is_file():
             raise ModelError(f"U^2-Net-p model file not found: {path}")
+        if input_size < 32:
+            raise ValueError(f"input_size must be at least 32 pixels, got {input_size}")
+        self.input_size = input_size
         options = ort.SessionOptions()
         threads = intra_op_threads if intra_op_threads is not None else thread_budget()
         if threads is not None:
@@ -165,7 +210,8 @@ class U2NetpRemover:
         available = set(ort.get_available_providers())
         providers = [p for p in ("CUDAExecutionProvider", "CPUExecutionProvider") if p in available]
         try:
-            self._session: Any = ort.InferenceSession(str(path), sess_options=options, providers=providers)
+            model: str | bytes = str(path) if input_size == U2NET_SIZE else free_spatial_dims(path)
+            self._session: Any = ort.InferenceSession(model, sess_options=options, providers=providers)
         except Exception as exc:  # onnxruntime raises its own types for corrupt files
             raise ModelError(f"cannot load U^2-Net-p model {path}: {exc}") from exc
         inputs = self._session.get_inputs()
@@ -184,14 +230,15 @@ class U2NetpRemover:
 
         check_rgb(rgb)
         height, width = rgb.shape[:2]
-        small = cv2.resize(rgb, (U2NET_SIZE, U2NET_SIZE), interpolation=cv2.INTER_AREA)
+        side = self.input_size
+        small = cv2.resize(rgb, (side, side), interpolation=cv2.INTER_AREA)
         x = small.astype(np.float32)
         x /= max(float(x.max()), 1e-6)
         x -= np.asarray(IMAGENET_MEAN, dtype=np.float32)
         x /= np.asarray(IMAGENET_STD, dtype=np.float32)
         x = np.ascontiguousarray(x.transpose(2, 0, 1)[None])
         outputs = self._session.run(None, {self._input_name: x})
-        saliency = np.asarray(outputs[0], dtype=np.float32).reshape(U2NET_SIZE, U2NET_SIZE)
+        saliency = np.asarray(outputs[0], dtype=np.float32).reshape(side, side)
         low, high = float(saliency.min()), float(saliency.max())
         saliency = (saliency - low) / (high - low) if high > low else np.zeros_like(saliency)
         mask = cv2.resize(saliency, (width, height), interpolation=cv2.INTER_LINEAR)

@@ -123,3 +123,29 @@ def test_u2netp_runs_on_a_made_photo():
     assert cutout.mask.shape == truth.shape and cutout.mask.dtype == np.float32
     assert 0.0 <= cutout.mask.min() and cutout.mask.max() <= 1.0
     assert iou(cutout.mask >= 0.5, truth) > 0.6  # a salient dark blob on a light texture
+
+
+@pytest.mark.shared_data
+@pytest.mark.skipif(not U2NETP_PATH.is_file(), reason=f"U^2-Net-p weights not found at {U2NETP_PATH}")
+def test_u2netp_runs_at_other_input_sizes():
+    """320 is the file's own size; 224 and 192 work once the input's height and width are free dimensions, and
+    find the same made object."""
+    pytest.importorskip("onnx")
+    photo, truth = ellipse_on_texture()
+    for side in (224, 192):
+        remover = U2NetpRemover(U2NETP_PATH, input_size=side, intra_op_threads=1)
+        cutout = remover(photo)
+        assert cutout.mask.shape == truth.shape
+        assert iou(cutout.mask >= 0.5, truth) > 0.6
+    with pytest.raises(ValueError):
+        U2NetpRemover(U2NETP_PATH, input_size=16)
+
+
+def test_free_spatial_dims_refuses_a_corrupt_file(tmp_path):
+    pytest.importorskip("onnx")
+    from worker.ml.background import free_spatial_dims
+
+    corrupt = tmp_path / "corrupt.onnx"
+    corrupt.write_bytes(b"\x08\x07garbage that protobuf cannot read\xff\xff")
+    with pytest.raises(ModelError):
+        free_spatial_dims(corrupt)
