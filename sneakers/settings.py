@@ -207,16 +207,16 @@ SNEAKERS_CACHE_DIR = Path(env.str("SNEAKERS_CACHE_DIR", default=str(VAR_DIR / "c
 SNEAKERS_TRAINING_SEED = env.int("SNEAKERS_TRAINING_SEED", default=42)
 
 # --- Cache (API rate-limit counters) ------------------------------------------------------------
-# Shared by every process on the host by default with no server: files under var/django_cache, counted
-# under a file lock (sneakers.cache). Redis for several hosts, e.g. CACHE_URL=redis://host:6379/1.
+# Shared by every process on the host by default with no server: diskcache's Django backend (SQLite files
+# under var/diskcache; its add and incr are SQLite transactions, so processes count exactly). Redis for
+# several hosts, e.g. CACHE_URL=redis://host:6379/1.
 if env.str("CACHE_URL", default=""):
     CACHES = {"default": env.cache("CACHE_URL")}
 else:
     CACHES = {
         "default": {
-            "BACKEND": "sneakers.cache.CounterFileBasedCache",
-            "LOCATION": str(VAR_DIR / "django_cache"),
-            "OPTIONS": {"MAX_ENTRIES": 100_000},
+            "BACKEND": "diskcache.DjangoCache",
+            "LOCATION": str(VAR_DIR / "diskcache"),
         }
     }
 

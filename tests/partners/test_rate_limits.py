@@ -99,9 +99,9 @@ def test_answers_before_throttling_carry_the_headers_without_counting(token_clie
 COUNTER_SCRIPT = textwrap.dedent(
     """
     import sys
-    from sneakers.cache import CounterFileBasedCache
+    from diskcache import DjangoCache
 
-    cache = CounterFileBasedCache(sys.argv[1], {"TIMEOUT": 300})
+    cache = DjangoCache(sys.argv[1], {"TIMEOUT": 300})
     cache.add("hits", 0, 300)
     for _ in range(int(sys.argv[2])):
         cache.incr("hits")
@@ -111,21 +111,19 @@ COUNTER_SCRIPT = textwrap.dedent(
 
 def test_separate_processes_count_exactly_in_the_embedded_cache(tmp_path):
     """Three processes increment one counter 150 times each at the same time; none of the 450 counts is lost."""
-    from sneakers.cache import CounterFileBasedCache
+    from diskcache import DjangoCache
 
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     workers = [
         subprocess.Popen([sys.executable, "-c", COUNTER_SCRIPT, str(tmp_path), "150"], env=env) for _ in range(3)
     ]
     assert [worker.wait(timeout=120) for worker in workers] == [0, 0, 0]
-    assert CounterFileBasedCache(str(tmp_path), {}).get("hits") == 450
+    assert DjangoCache(str(tmp_path), {}).get("hits") == 450
 
 
 def test_the_throttle_counts_what_another_web_process_counted(settings, tmp_path):
     """A second Django process (another gunicorn worker, say) counts in the same default cache as this one."""
-    settings.CACHES = {
-        "default": {"BACKEND": "sneakers.cache.CounterFileBasedCache", "LOCATION": str(tmp_path / "django_cache")}
-    }
+    settings.CACHES = {"default": {"BACKEND": "diskcache.DjangoCache", "LOCATION": str(tmp_path / "diskcache")}}
     now = 1_764_692_400.0
     script = (
         "import django; django.setup();"
