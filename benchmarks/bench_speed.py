@@ -525,7 +525,8 @@ def bench_models(args: argparse.Namespace) -> None:
     print(f"\n== models alone: {args.models_photos} real-world photos one at a time, median ms ({uptime()}) ==")
     for threads in (1, 2):
         env = {**os.environ, "OMP_NUM_THREADS": str(threads), "TF_NUM_INTRAOP_THREADS": str(threads),
-               "TF_NUM_INTEROP_THREADS": "1", "TF_CPP_MIN_LOG_LEVEL": "2"}  # fmt: skip
+               "TF_NUM_INTEROP_THREADS": "1", "TF_CPP_MIN_LOG_LEVEL": "2",
+               "SNEAKERS_INFERENCE_SHARE_CORES": "false"}  # fmt: skip
         env.pop("DATABASE_URL", None)
         env.pop("CELERY_BROKER_URL", None)
         done = subprocess.run(
@@ -629,7 +630,7 @@ def bench_background(args: argparse.Namespace) -> None:
           "active model's split), "
           f"1 thread ({uptime()}) ==")  # fmt: skip
     env = {**os.environ, "OMP_NUM_THREADS": "1", "TF_NUM_INTRAOP_THREADS": "1", "TF_NUM_INTEROP_THREADS": "1",
-           "TF_CPP_MIN_LOG_LEVEL": "2"}  # fmt: skip
+           "TF_CPP_MIN_LOG_LEVEL": "2", "SNEAKERS_INFERENCE_SHARE_CORES": "false"}  # fmt: skip
     env.pop("DATABASE_URL", None)
     env.pop("CELERY_BROKER_URL", None)
     done = subprocess.run(

@@ -23,6 +23,7 @@ from worker.ml.errors import ModelError
 _lock = threading.Lock()
 _pipelines: dict[tuple[int, str], object] = {}
 _backbones: dict[str, object] = {}
+_occupancy = None
 
 
 def backbone_get():
@@ -40,11 +41,29 @@ def backbone_get():
         return _backbones[path]
 
 
+def occupancy_get():
+    """This host's inference busy marks (``worker.ml.occupancy.Occupancy`` on ``SNEAKERS_INFERENCE_SLOTS_DIR``),
+    made once per process; its floor is the process's own thread budget (``OMP_NUM_THREADS``, else 1)."""
+    from worker.ml.background import thread_budget
+    from worker.ml.occupancy import Occupancy
+
+    global _occupancy
+    with _lock:
+        if _occupancy is None:
+            _occupancy = Occupancy(settings.SNEAKERS_INFERENCE_SLOTS_DIR, floor=thread_budget() or 1)
+        return _occupancy
+
+
 def remover_get():
-    """The background remover named by ``SNEAKERS_BACKGROUND_METHOD`` (``u2netp``, ``grabcut``, ``none``)."""
+    """The background remover named by ``SNEAKERS_BACKGROUND_METHOD`` (``u2netp``, ``grabcut``, ``none``); with
+    ``SNEAKERS_INFERENCE_SHARE_CORES`` U^2-Net-p takes its thread count per photo from ``occupancy_get()``."""
     from worker.ml.background import make_remover
 
-    return make_remover(settings.SNEAKERS_BACKGROUND_METHOD, model_path=settings.SNEAKERS_BACKGROUND_MODEL_PATH)
+    return make_remover(
+        settings.SNEAKERS_BACKGROUND_METHOD,
+        model_path=settings.SNEAKERS_BACKGROUND_MODEL_PATH,
+        threads_now=occupancy_get().threads_now if settings.SNEAKERS_INFERENCE_SHARE_CORES else None,
+    )
 
 
 def artifact_local_dir(model_version: ModelVersion) -> Path:

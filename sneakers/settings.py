@@ -184,6 +184,10 @@ SNEAKERS_BACKGROUND_METHOD = env.str("SNEAKERS_BACKGROUND_METHOD", default="u2ne
 # Confidence cascade (README "Speed"): skip background removal when the brand head is at least this sure of the
 # photo as it is; 0 turns it off (the default until it is measured on more real-world photos than 154).
 SNEAKERS_BACKGROUND_SKIP_CONFIDENCE = env.float("SNEAKERS_BACKGROUND_SKIP_CONFIDENCE", default=0.0)
+# A photo whose background is removed while the host's other inference processes are idle uses every core
+# (worker.ml.occupancy: busy marks are locks on slot files in this folder); beside busy ones, its own threads.
+SNEAKERS_INFERENCE_SHARE_CORES = env.bool("SNEAKERS_INFERENCE_SHARE_CORES", default=True)
+SNEAKERS_INFERENCE_SLOTS_DIR = Path(env.str("SNEAKERS_INFERENCE_SLOTS_DIR", default=str(VAR_DIR / "inference-slots")))
 # Catalog sets `manage.py bootstrap` imports: shop listings, and named shoe models (many photos each).
 SNEAKERS_DATASET_DIR = Path(env.str("SNEAKERS_DATASET_DIR", default=str(SHARED_DIR / "datasets" / "sneakers")))
 SNEAKERS_MODELS_DATASET_DIR = Path(

@@ -53,9 +53,9 @@ def inference_run(
         ImageError: the bytes are not a usable photo (code ``image_*``).
         ModelError: the version's weights or artifact files are missing or corrupt.
     """
-    result = runtime.pipeline_get(model_version).predict(
-        data, similar_k=SIMILAR_CANDIDATES, title=title, description=description
-    )
+    pipeline = runtime.pipeline_get(model_version)
+    with runtime.occupancy_get().held():  # busy while it runs: the host's other photos take fewer threads
+        result = pipeline.predict(data, similar_k=SIMILAR_CANDIDATES, title=title, description=description)
     embedding = getattr(result, "embedding", None)
     return InferenceOutcome(
         payload=result_payload(result),

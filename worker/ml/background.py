@@ -18,6 +18,8 @@ Sources:
 from __future__ import annotations
 
 import os
+import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final, Protocol
@@ -173,6 +175,10 @@ class U2NetpRemover:
         input_size: side, in pixels, of the square the photo is resized to (U^2-Net was trained at 320).
         intra_op_threads: onnxruntime intra-op thread count; None: ``thread_budget()`` (``OMP_NUM_THREADS``),
             else onnxruntime's default (all cores).
+        threads_now: called before each photo for the thread count it may use now (e.g.
+            ``worker.ml.occupancy.Occupancy.threads_now``: every core when the host's other inference
+            processes are idle, one when they are busy); a session per count is made on first use (an
+            onnxruntime session's thread pool is fixed). None: always ``intra_op_threads``.
         spinning: let onnxruntime's idle pool threads spin (busy-wait) for work between operators. Off by
             default: the worker shares its cores with the web process and another pool process, where
             spinning threads burn the time others need (onnxruntime's threading documentation,
@@ -191,34 +197,51 @@ class U2NetpRemover:
         input_size: int = U2NET_SIZE,
         intra_op_threads: int | None = None,
         spinning: bool = False,
+        threads_now: Callable[[], int] | None = None,
     ) -> None:
-        import onnxruntime as ort
-
         path = Path(model_path)
         if not path.is_file():
             raise ModelError(f"U^2-Net-p model file not found: {path}")
         if input_size < 32:
             raise ValueError(f"input_size must be at least 32 pixels, got {input_size}")
         self.input_size = input_size
-        options = ort.SessionOptions()
-        threads = intra_op_threads if intra_op_threads is not None else thread_budget()
-        if threads is not None:
-            options.intra_op_num_threads = threads
-        options.add_session_config_entry("session.intra_op.allow_spinning", "1" if spinning else "0")
-        options.inter_op_num_threads = 1
-        options.log_severity_level = 3
-        available = set(ort.get_available_providers())
-        providers = [p for p in ("CUDAExecutionProvider", "CPUExecutionProvider") if p in available]
-        try:
-            model: str | bytes = str(path) if input_size == U2NET_SIZE else free_spatial_dims(path)
-            self._session: Any = ort.InferenceSession(model, sess_options=options, providers=providers)
-        except Exception as exc:  # onnxruntime raises its own types for corrupt files
-            raise ModelError(f"cannot load U^2-Net-p model {path}: {exc}") from exc
-        inputs = self._session.get_inputs()
+        self.model_path = path
+        self.spinning = spinning
+        self.threads = intra_op_threads if intra_op_threads is not None else thread_budget()
+        self.threads_now = threads_now
+        self._model: str | bytes = str(path) if input_size == U2NET_SIZE else free_spatial_dims(path)
+        self._sessions: dict[int | None, Any] = {}
+        self._sessions_lock = threading.Lock()
+        inputs = self._session(self.threads).get_inputs()
         if len(inputs) != 1:
             raise ModelError(f"{path}: expected one input, found {len(inputs)}")
         self._input_name: str = inputs[0].name
-        self.model_path = path
+
+    def _session(self, threads: int | None) -> Any:
+        """The onnxruntime session with ``threads`` intra-op threads (None: onnxruntime's default), made once.
+
+        Raises:
+            ModelError: onnxruntime cannot load the model.
+        """
+        import onnxruntime as ort
+
+        with self._sessions_lock:
+            if threads in self._sessions:
+                return self._sessions[threads]
+            options = ort.SessionOptions()
+            if threads is not None:
+                options.intra_op_num_threads = threads
+            options.add_session_config_entry("session.intra_op.allow_spinning", "1" if self.spinning else "0")
+            options.inter_op_num_threads = 1
+            options.log_severity_level = 3
+            available = set(ort.get_available_providers())
+            providers = [p for p in ("CUDAExecutionProvider", "CPUExecutionProvider") if p in available]
+            try:
+                session = ort.InferenceSession(self._model, sess_options=options, providers=providers)
+            except Exception as exc:  # onnxruntime raises its own types for corrupt files
+                raise ModelError(f"cannot load U^2-Net-p model {self.model_path}: {exc}") from exc
+            self._sessions[threads] = session
+            return session
 
     def predict_mask(self, rgb: np.ndarray) -> np.ndarray:
         """Run the network; return the ``(H, W) float32`` foreground probability map in [0, 1].
@@ -237,7 +260,8 @@ class U2NetpRemover:
         x -= np.asarray(IMAGENET_MEAN, dtype=np.float32)
         x /= np.asarray(IMAGENET_STD, dtype=np.float32)
         x = np.ascontiguousarray(x.transpose(2, 0, 1)[None])
-        outputs = self._session.run(None, {self._input_name: x})
+        threads = self.threads_now() if self.threads_now is not None else self.threads
+        outputs = self._session(threads).run(None, {self._input_name: x})
         saliency = np.asarray(outputs[0], dtype=np.float32).reshape(side, side)
         low, high = float(saliency.min()), float(saliency.max())
         saliency = (saliency - low) / (high - low) if high > low else np.zeros_like(saliency)
@@ -322,6 +346,7 @@ def make_remover(
     *,
     model_path: str | Path | None = None,
     intra_op_threads: int | None = None,
+    threads_now: Callable[[], int] | None = None,
 ) -> Remover:
     """Build a background remover by name.
 
@@ -330,6 +355,7 @@ def make_remover(
         model_path: the ``u2netp.onnx`` file; required for ``"u2netp"``, ignored otherwise.
         intra_op_threads: onnxruntime threads for ``"u2netp"`` (None: ``thread_budget()``, else onnxruntime's
             default).
+        threads_now: for ``"u2netp"``, the thread count each photo may use (see ``U2NetpRemover``).
 
     Raises:
         ValueError: unknown method.
@@ -338,7 +364,7 @@ def make_remover(
     if method == "u2netp":
         if model_path is None:
             raise ModelError("background method 'u2netp' needs a model path")
-        return U2NetpRemover(model_path, intra_op_threads=intra_op_threads)
+        return U2NetpRemover(model_path, intra_op_threads=intra_op_threads, threads_now=threads_now)
     if method == "grabcut":
         return GrabCutRemover()
     if method == "none":
