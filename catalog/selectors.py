@@ -6,8 +6,20 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from decimal import Decimal
 
-from django.db.models import Case, DecimalField, F, IntegerField, Prefetch, QuerySet, Value, When
-from django.db.models.functions import Abs
+from django.db.models import (
+    Case,
+    CharField,
+    DecimalField,
+    F,
+    IntegerField,
+    OuterRef,
+    Prefetch,
+    QuerySet,
+    Subquery,
+    Value,
+    When,
+)
+from django.db.models.functions import Abs, Coalesce
 
 from catalog.models import Brand, Product, ProductImage
 
@@ -31,15 +43,22 @@ def product_list(*, brand: str | None = None) -> QuerySet[Product]:
 
 
 def product_get_many(*, ids: Iterable[int]) -> dict[int, Product]:
-    """Listed products by id (missing or unlisted ids are left out), with their brand, and their first image
-    (lowest id) as ``product.first_images``: a list of at most one ``ProductImage``. A named shoe model has
-    dozens of photos and a result's similar products show one each, so only that one is read (Django's sliced
-    ``Prefetch``, a window function per product)."""
-    first_image = Prefetch("images", queryset=ProductImage.objects.order_by("id")[:1], to_attr="first_images")
+    """Listed products by id (missing or unlisted ids are left out), with their brand, and the storage name of
+    their first image (lowest id) as ``product.first_image`` ("" when none). A named shoe model has dozens of
+    photos and a result's similar products show one each, so only that name is read: a correlated subquery per
+    product on the (product, id) index, in the same query."""
+    first_image = ProductImage.objects.filter(product=OuterRef("pk")).order_by("id").values("image")[:1]
     queryset = (
-        Product.objects.filter(is_listed=True, id__in=list(ids)).select_related("brand").prefetch_related(first_image)
+        Product.objects.filter(is_listed=True, id__in=list(ids))
+        .select_related("brand")
+        .annotate(first_image=Coalesce(Subquery(first_image), Value(""), output_field=CharField()))
     )
     return {product.id: product for product in queryset}
+
+
+def image_url(name: str) -> str | None:
+    """The URL of a stored catalog image by its storage name (``ProductImage.image``'s storage); None for ""."""
+    return ProductImage._meta.get_field("image").storage.url(name) if name else None
 
 
 def catalog_is_empty() -> bool:

@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from catalog.selectors import product_get_many
+from catalog.selectors import image_url, product_get_many
 from registry import runtime
 from registry.models import ModelVersion
 from worker.ml.results import SimilarItem
@@ -84,7 +84,6 @@ def similar_payload(items: Sequence[SimilarItem], *, limit: int = SIMILAR_SHOWN)
         if family in families:
             continue
         families.add(family)
-        images = product.first_images
         payload.append(
             {
                 "product_id": product.id,
@@ -92,7 +91,7 @@ def similar_payload(items: Sequence[SimilarItem], *, limit: int = SIMILAR_SHOWN)
                 "brand": product.brand.slug,
                 "price_usd": float(product.price_usd) if product.price_usd is not None else None,
                 "score": round(float(item.score), 4),
-                "image_url": images[0].image.url if images else None,
+                "image_url": image_url(product.first_image),
             }
         )
         if len(payload) >= limit:
