@@ -140,10 +140,12 @@ def _pipeline_build(model_version: ModelVersion):
 
 
 def clear() -> None:
-    """Forget cached pipelines and backbones (tests, or after settings change)."""
+    """Forget cached pipelines, backbones and the occupancy (tests, or after settings change)."""
+    global _occupancy
     with _lock:
         _pipelines.clear()
         _backbones.clear()
+        _occupancy = None
 
 
 def pipeline_warm(pipeline) -> None:

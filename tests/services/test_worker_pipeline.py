@@ -256,3 +256,29 @@ def test_the_background_cascade_setting_reaches_the_serving_pipeline(tiny_model,
     runtime.clear()
     assert runtime.pipeline_get(tiny_model).skip_removal_above == 0.95
     runtime.clear()
+
+
+@pytest.mark.shared_data
+def test_the_serving_remover_takes_its_threads_from_the_hosts_busy_marks(settings, tmp_path):
+    """With SNEAKERS_INFERENCE_SHARE_CORES the U^2-Net-p remover asks the host's occupancy before each photo
+    (every core alone, its share beside a busy process); turned off it keeps its own thread budget."""
+    from registry import runtime
+    from worker.ml.occupancy import Occupancy
+
+    if not settings.SNEAKERS_BACKGROUND_MODEL_PATH.is_file():
+        pytest.skip(f"U^2-Net-p weights not found at {settings.SNEAKERS_BACKGROUND_MODEL_PATH}")
+    settings.SNEAKERS_BACKGROUND_METHOD = "u2netp"
+    settings.SNEAKERS_INFERENCE_SLOTS_DIR = tmp_path / "slots"
+    runtime.clear()
+    try:
+        remover = runtime.remover_get()
+        occupancy = runtime.occupancy_get()
+        assert remover.threads_now == occupancy.threads_now
+        cores = occupancy.cores
+        assert remover.threads_now() == cores
+        with Occupancy(tmp_path / "slots", cores=cores).held():
+            assert remover.threads_now() == max(occupancy.floor, cores // 2)
+        settings.SNEAKERS_INFERENCE_SHARE_CORES = False
+        assert runtime.remover_get().threads_now is None
+    finally:
+        runtime.clear()
