@@ -558,6 +558,8 @@ def styled_on_side(split: dict | None, side: str) -> list[tuple[str, Photo]]:
     for folder in (WILD, MODELS):
         brands = {row["image_path"]: row["brand"] for row in csv.DictReader((folder / "manifest.csv").open())}
         for row in csv.DictReader((folder / "extras" / "provenance.csv").open()):
+            if row["eyeballed_style"] not in ("real-world", "product-shot"):
+                continue  # unlabelled photos would be run and never reported
             data = (folder / row["image_path"]).read_bytes()
             if wanted is None or hashlib.sha256(data).hexdigest() in wanted:
                 photo = Photo(f"{folder.name}/{row['image_path']}", data, brands[row["image_path"]])
