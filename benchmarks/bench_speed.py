@@ -30,10 +30,10 @@ Sections (``--sections``, all by default):
     real-world and product shots apart, through the active pipeline with only the remover or its rule
     changed, one thread: brand top-1 (first guess; and counting an abstention as wrong), how often the first
     guess differs from the default's, median background time, how many photos the remover ran on. Variants
-    (``--background-variants``): U^2-Net-p skipped on plain backgrounds (the default rule), U^2-Net-p always,
-    the confidence cascade (``Pipeline(skip_removal_above=...)``) at 0.9 and 0.95, U^2-Net-p at a 256 or
-    224 px input (``U2NetpRemover(input_size=...)``), 256 px with the cascade at 0.95, U^2-Net-p int8 (when
-    ``--int8 FILE`` names a quantised model), GrabCut, none.
+    (``--background-variants``): the serving remover (``SNEAKERS_BACKGROUND_INPUT_SIZE``) skipped on plain
+    backgrounds (the default rule), the same always, the confidence cascade (``Pipeline(skip_removal_above=...)``)
+    at 0.9 and 0.95, U^2-Net-p at a 320, 256 or 224 px input (``U2NetpRemover(input_size=...)``), U^2-Net-p
+    int8 (when ``--int8 FILE`` names a quantised model), GrabCut, none.
 ``embed``
     Training-time embedding throughput (batches of 32 catalogue squares through the backbone) against the
     backbone's FLOPs per image (TensorFlow's profiler on the forward function) and the machine's measured
@@ -99,8 +99,8 @@ TARGETS = {
 """Issue 10's targets: real-world photos/s ratio to the seed app, p50 one at a time, catalogue photos/s,
 uploads accepted per second."""
 BACKGROUND_VARIANTS = [
-    "default", "always", "cascade-0.9", "cascade-0.95", "u2netp-256", "u2netp-224", "u2netp-256-cascade-0.95", "int8",
-    "grabcut", "none",
+    "default", "always", "cascade-0.9", "cascade-0.95", "u2netp-320", "u2netp-256", "u2netp-224", "int8", "grabcut",
+    "none",
 ]  # fmt: skip
 """Ways of handling the background that section ``background`` can compare (``--background-variants``)."""
 EXTRA_ENV: dict[str, str] = {}
@@ -589,20 +589,21 @@ def background_child(var_dir: Path, int8: str, side: str, names: list[str]) -> N
     with default_storage.open(f"{version.artifact_prefix.rstrip('/')}/split.json") as handle:
         photos = styled_on_side(json.load(handle), side)
     path = settings.SNEAKERS_BACKGROUND_MODEL_PATH
+    size = getattr(base.remover, "input_size", None)
     made = {
-        "default": lambda: ("U^2-Net-p, skipped on plain backgrounds (default)", base.remover, True, None),
-        "always": lambda: ("U^2-Net-p always", base.remover, False, None),
-        "cascade-0.9": lambda: ("U^2-Net-p, cascade at 0.9", base.remover, True, 0.9),
-        "cascade-0.95": lambda: ("U^2-Net-p, cascade at 0.95", base.remover, True, 0.95),
+        "default": lambda: (
+            f"U^2-Net-p at {size} px, skipped on plain backgrounds (default)",
+            base.remover,
+            True,
+            None,
+        ),
+        "always": lambda: (f"U^2-Net-p at {size} px always", base.remover, False, None),
+        "cascade-0.9": lambda: (f"U^2-Net-p at {size} px, cascade at 0.9", base.remover, True, 0.9),
+        "cascade-0.95": lambda: (f"U^2-Net-p at {size} px, cascade at 0.95", base.remover, True, 0.95),
+        "u2netp-320": lambda: ("U^2-Net-p at 320 px", U2NetpRemover(path, input_size=320), True, None),
         "u2netp-256": lambda: ("U^2-Net-p at 256 px", U2NetpRemover(path, input_size=256), True, None),
         "u2netp-224": lambda: ("U^2-Net-p at 224 px", U2NetpRemover(path, input_size=224), True, None),
-        "u2netp-256-cascade-0.95": lambda: (
-            "U^2-Net-p at 256 px, cascade at 0.95",
-            U2NetpRemover(path, input_size=256),
-            True,
-            0.95,
-        ),
-        "int8": lambda: ("U^2-Net-p int8", U2NetpRemover(int8), True, None),
+        "int8": lambda: ("U^2-Net-p int8 at 320 px", U2NetpRemover(int8), True, None),
         "grabcut": lambda: ("GrabCut", GrabCutRemover(), True, None),
         "none": lambda: ("none", None, False, None),
     }

@@ -62,6 +62,7 @@ def remover_get():
     return make_remover(
         settings.SNEAKERS_BACKGROUND_METHOD,
         model_path=settings.SNEAKERS_BACKGROUND_MODEL_PATH,
+        input_size=settings.SNEAKERS_BACKGROUND_INPUT_SIZE,
         threads_now=occupancy_get().threads_now if settings.SNEAKERS_INFERENCE_SHARE_CORES else None,
     )
 

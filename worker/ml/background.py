@@ -347,6 +347,7 @@ def make_remover(
     model_path: str | Path | None = None,
     intra_op_threads: int | None = None,
     threads_now: Callable[[], int] | None = None,
+    input_size: int = U2NET_SIZE,
 ) -> Remover:
     """Build a background remover by name.
 
@@ -356,6 +357,7 @@ def make_remover(
         intra_op_threads: onnxruntime threads for ``"u2netp"`` (None: ``thread_budget()``, else onnxruntime's
             default).
         threads_now: for ``"u2netp"``, the thread count each photo may use (see ``U2NetpRemover``).
+        input_size: for ``"u2netp"``, the side of the square it reads (see ``U2NetpRemover``).
 
     Raises:
         ValueError: unknown method.
@@ -364,7 +366,9 @@ def make_remover(
     if method == "u2netp":
         if model_path is None:
             raise ModelError("background method 'u2netp' needs a model path")
-        return U2NetpRemover(model_path, intra_op_threads=intra_op_threads, threads_now=threads_now)
+        return U2NetpRemover(
+            model_path, input_size=input_size, intra_op_threads=intra_op_threads, threads_now=threads_now
+        )
     if method == "grabcut":
         return GrabCutRemover()
     if method == "none":
