@@ -4,7 +4,7 @@ Run by hand (prints figures and the issue's targets, asserts nothing)::
 
     .venv/bin/python benchmarks/bench_speed.py                      # everything, model in var/
     .venv/bin/python benchmarks/bench_speed.py --var-dir /tmp/v --redis
-    .venv/bin/python benchmarks/bench_speed.py --sections pipeline  # or: seed, models, embed, web
+    .venv/bin/python benchmarks/bench_speed.py --sections pipeline  # or: seed, models, threads, background, embed, web
 
 Sections (``--sections``, all by default):
 
@@ -23,6 +23,10 @@ Sections (``--sections``, all by default):
 ``models``
     Per-photo latency of the stages alone (no web, no broker), one photo at a time, in a subprocess per thread
     count (TensorFlow and onnxruntime limited to 1, then 2 threads): decode, background, embed, heads, search.
+``threads``
+    U^2-Net-p flat out on real-world photos in 1 or 2 processes with 1 or 2 onnxruntime threads each, at each
+    input size of ``--threads-sizes`` (320 and 256 px), ``--threads-seconds`` each: photos/s in all and median
+    latency (what ``worker.ml.occupancy``'s choice of threads rests on).
 ``background``
     What each way of handling the background costs in accuracy and time, on the photos of ``sneakers_wild``
     and ``sneaker_models`` (the shared sets that mark each photo real-world or product shot) of one side of the
@@ -89,7 +93,7 @@ SHARED = ROOT.parent / "shared"
 WILD = SHARED / "datasets" / "sneakers_wild"
 CATALOGUE = SHARED / "datasets" / "sneakers"
 MODELS = SHARED / "datasets" / "sneaker_models"
-SECTIONS = ("pipeline", "seed", "models", "background", "embed", "web")
+SECTIONS = ("pipeline", "seed", "models", "threads", "background", "embed", "web")
 TARGETS = {
     "real_ratio": 5.0,
     "single_p50_ms": 300.0,
@@ -541,6 +545,53 @@ def bench_models(args: argparse.Namespace) -> None:
     print(f"  ({uptime()})")
 
 
+# --- processes x threads ---------------------------------------------------------------------------
+
+
+def _u2netp_loop(threads: int, seconds: float, size: int, photos: list[bytes], out) -> None:
+    """(Child process.) Run U^2-Net-p on ``photos`` in a loop for ``seconds``; put (count, seconds, median s)."""
+    from worker.ml.background import U2NetpRemover
+    from worker.ml.images import load_rgb
+
+    decoded = [load_rgb(data) for data in photos]
+    remover = U2NetpRemover(SHARED / "weights" / "u2netp.onnx", input_size=size, intra_op_threads=threads)
+    remover.predict_mask(decoded[0])
+    latencies: list[float] = []
+    started = time.perf_counter()
+    while time.perf_counter() - started < seconds:
+        begun = time.perf_counter()
+        remover.predict_mask(decoded[len(latencies) % len(decoded)])
+        latencies.append(time.perf_counter() - begun)
+    out.put((len(latencies), time.perf_counter() - started, statistics.median(latencies)))
+
+
+def bench_threads(args: argparse.Namespace) -> None:
+    """U^2-Net-p flat out in 1 or 2 processes with 1 or 2 threads each, at each ``--threads-sizes`` input."""
+    import multiprocessing
+
+    photos = [photo.data for photo in wild_photos("real-world", 20, seed=3)]
+    print(f"\n== U^2-Net-p, processes x threads, {args.threads_seconds:g} s each, real-world photos ({uptime()}) ==")
+    print("| input | processes x threads | photos/s in all | median latency |")
+    print("| --- | --- | --- | --- |")
+    context = multiprocessing.get_context("spawn")
+    for size in args.threads_sizes:
+        for processes, threads in ((1, 1), (1, 2), (2, 1), (2, 2)):
+            out = context.Queue()
+            children = [
+                context.Process(target=_u2netp_loop, args=(threads, args.threads_seconds, size, photos, out))
+                for _ in range(processes)
+            ]
+            for child in children:
+                child.start()
+            results = [out.get() for _ in children]
+            for child in children:
+                child.join()
+            rate = sum(count / seconds for count, seconds, _ in results)
+            median = statistics.fmean(result[2] for result in results) * 1000
+            print(f"| {size} px | {processes} x {threads} | {rate:.2f} | {median:.0f} ms |", flush=True)
+    print(f"  ({uptime()})")
+
+
 # --- background variants ---------------------------------------------------------------------------
 
 
@@ -807,6 +858,8 @@ def main() -> None:
                         help="0: long polling (?wait=20, as static/js/poll.js); else seconds to the first poll of "
                         "the older schedule (0.15 before long polling)")  # fmt: skip
     parser.add_argument("--models-photos", type=int, default=30)
+    parser.add_argument("--threads-seconds", type=float, default=15.0)
+    parser.add_argument("--threads-sizes", type=int, nargs="+", default=[320, 256])
     parser.add_argument("--embed-images", type=int, default=256)
     parser.add_argument("--web-uploads", type=int, default=2000)
     parser.add_argument("--web-clients", type=int, default=32)
@@ -864,6 +917,8 @@ def main() -> None:
         print_table(all_runs)
     if "models" in args.sections:
         bench_models(args)
+    if "threads" in args.sections:
+        bench_threads(args)
     if "background" in args.sections:
         bench_background(args)
     if "embed" in args.sections:
