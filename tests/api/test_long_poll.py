@@ -66,14 +66,6 @@ def test_api_wait_runs_out_with_the_status_as_it_is(token_client, user) -> None:
     assert response.json()["status"] == "queued"
 
 
-def test_api_without_wait_answers_at_once(token_client, user, settings) -> None:
-    settings.SNEAKERS_LONG_POLL_INTERVAL = 0.01
-    prediction = _queued(owner=user)
-    started = time.monotonic()
-    assert token_client.get(f"/api/v1/predictions/{prediction.id}/").json()["status"] == "queued"
-    assert time.monotonic() - started < 1.0
-
-
 @pytest.mark.parametrize("wait", ["-1", "abc", "21", "nan"])
 def test_api_bad_wait_is_a_400_with_a_json_error(token_client, user, wait) -> None:
     prediction = _queued(owner=user)
@@ -110,11 +102,16 @@ def test_no_free_slot_answers_at_once(token_client, user, settings) -> None:
     finisher.join()
 
 
-def test_waiters_zero_turns_long_polling_off(token_client, user, settings) -> None:
-    settings.SNEAKERS_LONG_POLL_WAITERS = 0
+@pytest.mark.parametrize(
+    ("query", "waiters"),
+    [("", 5), ("?wait=0", 5), ("?wait=5", 0)],
+    ids=["no wait", "wait=0", "long polling off (waiters 0)"],
+)
+def test_a_read_that_may_not_wait_answers_at_once(token_client, user, settings, query, waiters) -> None:
+    settings.SNEAKERS_LONG_POLL_WAITERS = waiters
     prediction = _queued(owner=user)
     started = time.monotonic()
-    assert token_client.get(f"/api/v1/predictions/{prediction.id}/?wait=5").json()["status"] == "queued"
+    assert token_client.get(f"/api/v1/predictions/{prediction.id}/{query}").json()["status"] == "queued"
     assert time.monotonic() - started < 2.0
 
 
