@@ -70,7 +70,7 @@ def test_a_shopper_corrects_the_model_and_staff_add_the_photo_to_the_catalog(ope
             for p in catalog["blueshoe"]
         ],
     )
-    page.reload()
+    # No page.reload(): the page long-polls its status and reloads itself once the job has ended.
     expect(page.get_by_role("heading", level=1)).to_have_text("Blueshoe")
     answer = page.get_by_role("region", name="Answer")
     box = answer.bounding_box()
@@ -113,7 +113,7 @@ def test_a_server_failure_is_not_blamed_on_the_photo(open_page, screenshot):
     Prediction.objects.filter(id=prediction.id).update(
         status="failed", error_code="model_unavailable", error_message="No model is active yet."
     )
-    page.reload()
+    # No page.reload(): the page long-polls its status and reloads itself once the job has ended.
     expect(page.get_by_role("heading", level=1)).to_have_text("Recognition is not available right now")
     expect(page.get_by_role("alert")).to_contain_text("Your photo is fine")
     expect(page.get_by_text("model_unavailable")).to_be_hidden()  # the code sits in the closed Details
@@ -164,6 +164,9 @@ def test_a_not_sure_result_shows_candidates_above_the_fold_and_the_history_reads
     Prediction.objects.filter(id=failed.id).update(
         status="failed", error_code="image_unreadable", error_message="The file is not a readable image."
     )
+    # The page long-polls its status and reloads itself as soon as the job has ended; wait for that, or the next
+    # upload's navigation would race the reload.
+    expect(page.locator("#result")).to_have_attribute("data-terminal", "1")
     unsure = _upload(page)
     Prediction.objects.filter(id=unsure.id).update(
         status="succeeded",
@@ -175,7 +178,7 @@ def test_a_not_sure_result_shows_candidates_above_the_fold_and_the_history_reads
         price_low_usd=60,
         price_high_usd=130,
     )
-    page.reload()
+    # No page.reload(): the page long-polls its status and reloads itself once the job has ended.
     expect(page.get_by_role("heading", level=1)).to_have_text("Not sure which brand this is")
     candidates = page.locator("ul.candidates li")
     expect(candidates).to_have_count(2)
