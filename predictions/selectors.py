@@ -57,7 +57,9 @@ def _waiter_slots(count: int) -> threading.BoundedSemaphore:
         return _waiters.setdefault(count, threading.BoundedSemaphore(count))
 
 
-def prediction_wait_terminal(*, prediction: Prediction, seconds: float) -> tuple[Prediction, float]:
+def prediction_wait_terminal(
+    *, prediction: Prediction, seconds: float, known_status: str = ""
+) -> tuple[Prediction, float]:
     """Hold a status read until the prediction is finished (long polling), so a client learns of its result
     as soon as the result exists instead of at its next poll.
 
@@ -71,13 +73,16 @@ def prediction_wait_terminal(*, prediction: Prediction, seconds: float) -> tuple
     Args:
         prediction: the caller's prediction, as ``prediction_get_visible`` returned it.
         seconds: longest wait, in seconds; 0 or a finished prediction answers at once.
+        known_status: the status the caller last saw (the result page: ``queued``); when given, the wait also
+            ends as soon as the status is another one (``queued`` -> ``running``), and at once when it already is.
 
     Returns:
         ``(prediction, waited)``: the prediction as it is now (re-read when it changed) and the seconds spent
         waiting (0.0 when no slot was free or nothing had to be waited for).
     """
     count = settings.SNEAKERS_LONG_POLL_WAITERS
-    if seconds <= 0 or prediction.is_terminal or count <= 0:
+    changed = bool(known_status) and prediction.status != known_status
+    if seconds <= 0 or prediction.is_terminal or changed or count <= 0:
         return prediction, 0.0
     slots = _waiter_slots(count)
     if not slots.acquire(blocking=False):
@@ -87,6 +92,8 @@ def prediction_wait_terminal(*, prediction: Prediction, seconds: float) -> tuple
         deadline = started + seconds
         interval = settings.SNEAKERS_LONG_POLL_INTERVAL
         pending = Prediction.objects.filter(id=prediction.id).exclude(status__in=Prediction.TERMINAL)
+        if known_status:
+            pending = pending.filter(status=known_status)
         while pending.exists():
             left = deadline - time.monotonic()
             if left <= 0:

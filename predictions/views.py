@@ -183,7 +183,8 @@ def detail_view(request: HttpRequest, prediction_id: str) -> HttpResponse:
 def status_view(request: HttpRequest, prediction_id: str) -> JsonResponse:
     """Small JSON the result page polls: ``{"status", "terminal", "error"}``. ``?wait=SECONDS`` holds the answer
     until the job ends or that long (``prediction_wait_terminal``; at most ``SNEAKERS_LONG_POLL_MAX_SECONDS``),
-    so the page learns of the result as soon as it exists."""
+    so the page learns of the result as soon as it exists; with ``&known=STATUS`` (the status the page shows) it
+    also answers when the status moves on (``queued`` -> ``running``), so the page can say so."""
     try:
         wait = float(request.GET.get("wait", 0) or 0)
     except ValueError:
@@ -193,7 +194,9 @@ def status_view(request: HttpRequest, prediction_id: str) -> JsonResponse:
         message = f"wait must be a number of seconds from 0 to {limit:g}"
         return JsonResponse({"error": {"code": "invalid", "message": message}}, status=400)
     prediction = _visible_or_404_page(request, prediction_id)
-    prediction, _ = prediction_wait_terminal(prediction=prediction, seconds=wait)
+    known = request.GET.get("known", "")
+    known = known if known in Prediction.Status.values else ""
+    prediction, _ = prediction_wait_terminal(prediction=prediction, seconds=wait, known_status=known)
     return JsonResponse(
         {
             "id": str(prediction.id),

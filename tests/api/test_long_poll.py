@@ -130,3 +130,34 @@ def test_result_page_status_json_long_polls(user) -> None:
         bad = client.get(f"/p/{prediction.id}/status/?wait={bad_wait}")
         assert bad.status_code == 400
         assert bad.json()["error"]["code"] == "invalid"
+
+
+def test_result_page_status_json_also_answers_when_the_status_moves_on(user) -> None:
+    """``known=queued``: the page hears of ``running`` at once (to say "Identifying the shoe"); a status that
+    already differs from the known one answers without waiting; an unknown ``known`` value is ignored."""
+    client = Client()
+    client.force_login(user)
+    prediction = _queued(owner=user)
+
+    def start_later() -> None:
+        time.sleep(0.3)
+        try:
+            Prediction.objects.filter(id=prediction.id).update(status=Prediction.Status.RUNNING)
+        finally:
+            connection.close()
+
+    starter = threading.Thread(target=start_later)
+    starter.start()
+    started = time.monotonic()
+    body = client.get(f"/p/{prediction.id}/status/?wait=10&known=queued").json()
+    starter.join()
+    assert body["status"] == "running" and body["terminal"] is False
+    assert 0.25 <= time.monotonic() - started < 5.0
+
+    started = time.monotonic()
+    assert client.get(f"/p/{prediction.id}/status/?wait=10&known=queued").json()["status"] == "running"
+    assert time.monotonic() - started < 2.0  # already moved on: no wait
+
+    started = time.monotonic()
+    body = client.get(f"/p/{prediction.id}/status/?wait=0.3&known=nonsense").json()
+    assert body["status"] == "running" and time.monotonic() - started >= 0.3  # waits for the end only
