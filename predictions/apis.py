@@ -276,5 +276,5 @@ class PredictionDetailApi(APIView):
         query = self.QuerySerializer(data=request.query_params)
         query.is_valid(raise_exception=True)
         prediction = prediction_get_visible(prediction_id=prediction_id, user=request.user)
-        prediction, _ = prediction_wait_terminal(prediction=prediction, seconds=query.validated_data["wait"])
+        prediction = prediction_wait_terminal(prediction=prediction, seconds=query.validated_data["wait"])
         return Response(PredictionOutputSerializer(prediction, context={"request": request}).data)

@@ -57,9 +57,7 @@ def _waiter_slots(count: int) -> threading.BoundedSemaphore:
         return _waiters.setdefault(count, threading.BoundedSemaphore(count))
 
 
-def prediction_wait_terminal(
-    *, prediction: Prediction, seconds: float, known_status: str = ""
-) -> tuple[Prediction, float]:
+def prediction_wait_terminal(*, prediction: Prediction, seconds: float, known_status: str = "") -> Prediction:
     """Hold a status read until the prediction is finished (long polling), so a client learns of its result
     as soon as the result exists instead of at its next poll.
 
@@ -77,19 +75,17 @@ def prediction_wait_terminal(
             ends as soon as the status is another one (``queued`` -> ``running``), and at once when it already is.
 
     Returns:
-        ``(prediction, waited)``: the prediction as it is now (re-read when it changed) and the seconds spent
-        waiting (0.0 when no slot was free or nothing had to be waited for).
+        The prediction as it is now (re-read when it changed).
     """
     count = settings.SNEAKERS_LONG_POLL_WAITERS
     changed = bool(known_status) and prediction.status != known_status
     if seconds <= 0 or prediction.is_terminal or changed or count <= 0:
-        return prediction, 0.0
+        return prediction
     slots = _waiter_slots(count)
     if not slots.acquire(blocking=False):
-        return prediction, 0.0
-    started = time.monotonic()
+        return prediction
     try:
-        deadline = started + seconds
+        deadline = time.monotonic() + seconds
         interval = settings.SNEAKERS_LONG_POLL_INTERVAL
         pending = Prediction.objects.filter(id=prediction.id).exclude(status__in=Prediction.TERMINAL)
         if known_status:
@@ -97,9 +93,9 @@ def prediction_wait_terminal(
         while pending.exists():
             left = deadline - time.monotonic()
             if left <= 0:
-                return prediction, time.monotonic() - started
+                return prediction
             time.sleep(min(interval, left))
     finally:
         slots.release()
     prediction.refresh_from_db()
-    return prediction, time.monotonic() - started
+    return prediction

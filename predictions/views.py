@@ -196,7 +196,7 @@ def status_view(request: HttpRequest, prediction_id: str) -> JsonResponse:
     prediction = _visible_or_404_page(request, prediction_id)
     known = request.GET.get("known", "")
     known = known if known in Prediction.Status.values else ""
-    prediction, _ = prediction_wait_terminal(prediction=prediction, seconds=wait, known_status=known)
+    prediction = prediction_wait_terminal(prediction=prediction, seconds=wait, known_status=known)
     return JsonResponse(
         {
             "id": str(prediction.id),
