@@ -247,25 +247,28 @@ class PredictionCollectionApi(APIView):
         )
 
 
+class WaitQuerySerializer(serializers.Serializer):
+    """``?wait=SECONDS`` of a prediction's status read (the API's detail and the result page's status JSON)."""
+
+    wait = serializers.FloatField(
+        required=False,
+        default=0.0,
+        min_value=0.0,
+        max_value=settings.SNEAKERS_LONG_POLL_MAX_SECONDS,
+        help_text="Seconds to hold the answer while the prediction is queued or running (long polling): it "
+        "comes back as soon as the prediction finishes, or after this many seconds with the status as it is "
+        "then. 0 (the default) answers at once. Uploads answered with `Location` can be followed with "
+        "`?wait=20` in a loop instead of a poll schedule.",
+    )
+
+
 class PredictionDetailApi(APIView):
     """The status and, when finished, the result of one of the caller's predictions (poll this, or long-poll it
     with ``?wait=SECONDS``)."""
 
-    class QuerySerializer(serializers.Serializer):
-        wait = serializers.FloatField(
-            required=False,
-            default=0.0,
-            min_value=0.0,
-            max_value=settings.SNEAKERS_LONG_POLL_MAX_SECONDS,
-            help_text="Seconds to hold the answer while the prediction is queued or running (long polling): it "
-            "comes back as soon as the prediction finishes, or after this many seconds with the status as it is "
-            "then. 0 (the default) answers at once. Uploads answered with `Location` can be followed with "
-            "`?wait=20` in a loop instead of a poll schedule.",
-        )
-
     @extend_schema(
         operation_id="predictions_retrieve",
-        parameters=[QuerySerializer],
+        parameters=[WaitQuerySerializer],
         responses={
             200: PredictionOutputSerializer,
             400: OpenApiResponse(ERROR_SCHEMA, description="`wait` is not a number from 0 to the most allowed."),
@@ -273,7 +276,7 @@ class PredictionDetailApi(APIView):
         },
     )
     def get(self, request: Request, prediction_id: str) -> Response:
-        query = self.QuerySerializer(data=request.query_params)
+        query = WaitQuerySerializer(data=request.query_params)
         query.is_valid(raise_exception=True)
         prediction = prediction_get_visible(prediction_id=prediction_id, user=request.user)
         prediction = prediction_wait_terminal(prediction=prediction, seconds=query.validated_data["wait"])

@@ -19,10 +19,11 @@ from django.urls import reverse
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from catalog.selectors import brand_list, product_get_many, product_list_models
+from predictions.apis import WaitQuerySerializer
 from predictions.models import Prediction
 from predictions.selectors import prediction_get_visible, prediction_list_visible, prediction_wait_terminal
 from predictions.services import VISITOR_SESSION_KEY, feedback_create, prediction_create
-from sneakers.exceptions import ApplicationError
+from sneakers.exceptions import ApplicationError, error_body, first_message
 
 SLOW_RESULT_SECONDS = 8
 """After this long without a result the page says it takes longer than usual (results take 1-4 s when a worker
@@ -185,18 +186,15 @@ def status_view(request: HttpRequest, prediction_id: str) -> JsonResponse:
     until the job ends or that long (``prediction_wait_terminal``; at most ``SNEAKERS_LONG_POLL_MAX_SECONDS``),
     so the page learns of the result as soon as it exists; with ``&known=STATUS`` (the status the page shows) it
     also answers when the status moves on (``queued`` -> ``running``), so the page can say so."""
-    try:
-        wait = float(request.GET.get("wait", 0) or 0)
-    except ValueError:
-        wait = -1.0
-    if not 0.0 <= wait <= settings.SNEAKERS_LONG_POLL_MAX_SECONDS:
-        limit = settings.SNEAKERS_LONG_POLL_MAX_SECONDS
-        message = f"wait must be a number of seconds from 0 to {limit:g}"
-        return JsonResponse({"error": {"code": "invalid", "message": message}}, status=400)
+    query = WaitQuerySerializer(data=request.GET)
+    if not query.is_valid():
+        return JsonResponse(error_body("invalid", first_message(query.errors), query.errors), status=400)
     prediction = _visible_or_404_page(request, prediction_id)
     known = request.GET.get("known", "")
     known = known if known in Prediction.Status.values else ""
-    prediction = prediction_wait_terminal(prediction=prediction, seconds=wait, known_status=known)
+    prediction = prediction_wait_terminal(
+        prediction=prediction, seconds=query.validated_data["wait"], known_status=known
+    )
     return JsonResponse(
         {
             "id": str(prediction.id),

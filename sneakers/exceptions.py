@@ -42,14 +42,14 @@ def error_body(code: str, message: str, detail: Any = None) -> dict[str, Any]:
     return {"error": {"code": code, "message": message, "detail": detail if detail is not None else {}}}
 
 
-def _first_message(detail: Any) -> str:
+def first_message(detail: Any) -> str:
     """The first human message inside a DRF ``ValidationError`` detail (dict, list or string)."""
     if isinstance(detail, dict):
         for key, value in detail.items():
-            message = _first_message(value)
+            message = first_message(value)
             return message if key == "non_field_errors" else f"{key}: {message}"
     if isinstance(detail, list) and detail:
-        return _first_message(detail[0])
+        return first_message(detail[0])
     return str(detail)
 
 
@@ -72,7 +72,7 @@ def api_exception_handler(exc: Exception, context: dict[str, Any]) -> Response |
     if response is None:
         return None
     if isinstance(exc, drf_exceptions.ValidationError):
-        body = error_body("invalid", _first_message(exc.detail), exc.detail)
+        body = error_body("invalid", first_message(exc.detail), exc.detail)
     elif isinstance(exc, drf_exceptions.APIException):
         detail = exc.detail
         code = getattr(detail, "code", None) or exc.default_code
