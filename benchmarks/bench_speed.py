@@ -602,19 +602,20 @@ def styled_on_side(split: dict | None, side: str) -> list[tuple[str, Photo]]:
     them for ``side == "all"``."""
     import hashlib
 
+    from catalog.datasets import manifest_rows, provenance_styles
     from registry.evaluation import split_hashes
 
     wanted = None if side == "all" else split_hashes(split or {}, side)
     photos = []
     for folder in (WILD, MODELS):
-        brands = {row["image_path"]: row["brand"] for row in csv.DictReader((folder / "manifest.csv").open())}
-        for row in csv.DictReader((folder / "extras" / "provenance.csv").open()):
-            if row["eyeballed_style"] not in ("real-world", "product-shot"):
+        styles = provenance_styles(folder)
+        for row, path in manifest_rows(folder):
+            style = styles.get(row["image_path"], "")
+            if style not in ("real-world", "product-shot"):
                 continue  # unlabelled photos would be run and never reported
-            data = (folder / row["image_path"]).read_bytes()
+            data = path.read_bytes()
             if wanted is None or hashlib.sha256(data).hexdigest() in wanted:
-                photo = Photo(f"{folder.name}/{row['image_path']}", data, brands[row["image_path"]])
-                photos.append((row["eyeballed_style"], photo))
+                photos.append((style, Photo(f"{folder.name}/{row['image_path']}", data, row["brand"])))
     return photos
 
 
