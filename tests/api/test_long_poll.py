@@ -25,19 +25,25 @@ def _rates(settings) -> None:
     settings.SNEAKERS_API_RATES = {"upload": "100000/min", "read": "100000/min", "anon": "100000/min"}
 
 
-def _finish_later(prediction_id, after: float) -> threading.Thread:
-    """Mark the prediction succeeded ``after`` seconds from now, from another thread and connection."""
+def _update_later(prediction_id, after: float, **fields) -> threading.Thread:
+    """Update the prediction's row with ``fields`` ``after`` seconds from now, from another thread and connection
+    (as the worker would)."""
 
-    def finish() -> None:
+    def update() -> None:
         time.sleep(after)
         try:
-            Prediction.objects.filter(id=prediction_id).update(status=Prediction.Status.SUCCEEDED, brand="nike")
+            Prediction.objects.filter(id=prediction_id).update(**fields)
         finally:
             connection.close()
 
-    thread = threading.Thread(target=finish)
+    thread = threading.Thread(target=update)
     thread.start()
     return thread
+
+
+def _finish_later(prediction_id, after: float) -> threading.Thread:
+    """Mark the prediction succeeded (brand nike) ``after`` seconds from now (``_update_later``)."""
+    return _update_later(prediction_id, after, status=Prediction.Status.SUCCEEDED, brand="nike")
 
 
 def _queued(**fields) -> Prediction:
@@ -139,15 +145,7 @@ def test_result_page_status_json_also_answers_when_the_status_moves_on(user) -> 
     client.force_login(user)
     prediction = _queued(owner=user)
 
-    def start_later() -> None:
-        time.sleep(0.3)
-        try:
-            Prediction.objects.filter(id=prediction.id).update(status=Prediction.Status.RUNNING)
-        finally:
-            connection.close()
-
-    starter = threading.Thread(target=start_later)
-    starter.start()
+    starter = _update_later(prediction.id, 0.3, status=Prediction.Status.RUNNING)
     started = time.monotonic()
     body = client.get(f"/p/{prediction.id}/status/?wait=10&known=queued").json()
     starter.join()
