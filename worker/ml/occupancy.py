@@ -38,7 +38,7 @@ class Occupancy:
     """Busy marks of the inference processes of one host, shared through slot files in ``directory``.
 
     Args:
-        directory: folder for the slot files (made when missing); every process of the host must use the same.
+        directory: folder for the slot files (made here when missing); every process of the host must use the same.
         slots: slot files; more than the processes that may be busy at once (extra ones cost a lock try each).
         cores: cores the processes share (default ``usable_cores()``).
         floor: fewest threads a photo gets however busy the host is (the pool processes' own budget).
@@ -52,6 +52,7 @@ class Occupancy:
         if slots < 1 or self.cores < 1 or floor < 1:
             raise ValueError("slots, cores and floor must be at least 1")
         self.directory = Path(directory)
+        self.directory.mkdir(parents=True, exist_ok=True)
         self.slots = slots
         self.floor = floor
         self._held: dict[int, int] = {}  # thread id -> slot held by that thread
@@ -62,7 +63,6 @@ class Occupancy:
 
     def _try_lock(self, slot: int) -> int | None:
         """An open descriptor holding slot ``slot``'s lock, or None when another holder has it."""
-        self.directory.mkdir(parents=True, exist_ok=True)
         fd = os.open(self._path(slot), os.O_RDWR | os.O_CREAT, 0o644)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
