@@ -21,12 +21,14 @@ Sections (``--sections``, all by default):
     The seed-style app (``benchmarks/seed_app/app.py``: Flask, GrabCut and VGG16 inside the request, VGG16
     with random weights, same FLOPs) under gunicorn with 2 processes; clients POST and get the answer back.
 ``models``
-    Per-photo latency of the stages alone (no web, no broker), one photo at a time, in a subprocess per thread
-    count (TensorFlow and onnxruntime limited to 1, then 2 threads): decode, background, embed, heads, search.
+    Per-photo latency of the stages alone (no web, no broker), one photo at a time, in a subprocess per
+    inference runtime (``--models-runtimes``: ``SNEAKERS_INFERENCE_RUNTIME`` ``openvino`` and ``native``) and
+    thread count (1, then 2 threads): decode, background, embed, heads, search.
 ``threads``
-    U^2-Net-p flat out on real-world photos in 1 or 2 processes with 1 or 2 onnxruntime threads each, at each
-    input size of ``--threads-sizes`` (320 and 256 px), ``--threads-seconds`` each: photos/s in all and median
-    latency (what ``worker.ml.occupancy``'s choice of threads rests on).
+    U^2-Net-p flat out on real-world photos in 1 or 2 processes with 1 or 2 threads each, at each input size
+    of ``--threads-sizes`` (320 and 256 px) and on each of ``--threads-runtimes`` (onnxruntime, OpenVINO at
+    float32 and at bfloat16), ``--threads-seconds`` each: photos/s in all and median latency (what
+    ``worker.ml.occupancy``'s choice of threads rests on).
 ``background``
     What each way of handling the background costs in accuracy and time, on the photos of ``sneakers_wild``
     and ``sneaker_models`` (the shared sets that mark each photo real-world or product shot) of one side of the
@@ -37,9 +39,11 @@ Sections (``--sections``, all by default):
     (``--background-variants``): the serving remover (``SNEAKERS_BACKGROUND_INPUT_SIZE``) skipped on plain
     backgrounds (the default rule), the same always, the confidence cascade (``Pipeline(skip_removal_above=...)``)
     at 0.9 and 0.95, U^2-Net-p at a 320, 256 or 224 px input (``U2NetpRemover(input_size=...)``), U^2-Net-p
-    int8 (when ``--int8 FILE`` names a quantised model), GrabCut, none.
+    int8 (when ``--int8 FILE`` names a quantised model), the serving size on onnxruntime (``onnxruntime``) or on
+    OpenVINO at bfloat16 (``bf16``), GrabCut, none.
 ``embed``
-    Training-time embedding throughput (batches of 32 catalogue squares through the backbone) against the
+    Training-time embedding throughput (batches of 32 catalogue squares through the backbone, on TensorFlow and
+    on OpenVINO) against the
     backbone's FLOPs per image (TensorFlow's profiler on the forward function) and the machine's measured
     peak (best of a float32 NumPy matrix product, 1 and 2 threads).
 ``web``
@@ -103,8 +107,8 @@ TARGETS = {
 """Issue 10's targets: real-world photos/s ratio to the seed app, p50 one at a time, catalogue photos/s,
 uploads accepted per second."""
 BACKGROUND_VARIANTS = [
-    "default", "always", "cascade-0.9", "cascade-0.95", "u2netp-320", "u2netp-256", "u2netp-224", "int8", "grabcut",
-    "none",
+    "default", "always", "cascade-0.9", "cascade-0.95", "u2netp-320", "u2netp-256", "u2netp-224", "int8",
+    "onnxruntime", "bf16", "grabcut", "none",
 ]  # fmt: skip
 """Ways of handling the background that section ``background`` can compare (``--background-variants``)."""
 EXTRA_ENV: dict[str, str] = {}
@@ -527,10 +531,10 @@ def models_child(var_dir: Path, count: int) -> None:
 def bench_models(args: argparse.Namespace) -> None:
     """Per-photo stage latency alone, 1 and 2 threads (a subprocess each)."""
     print(f"\n== models alone: {args.models_photos} real-world photos one at a time, median ms ({uptime()}) ==")
-    for threads in (1, 2):
-        env = {**os.environ, "OMP_NUM_THREADS": str(threads), "TF_NUM_INTRAOP_THREADS": str(threads),
+    for runtime, threads in [(runtime, threads) for runtime in args.models_runtimes for threads in (1, 2)]:
+        env = {**os.environ, **EXTRA_ENV, "OMP_NUM_THREADS": str(threads), "TF_NUM_INTRAOP_THREADS": str(threads),
                "TF_NUM_INTEROP_THREADS": "1", "TF_CPP_MIN_LOG_LEVEL": "2",
-               "SNEAKERS_INFERENCE_SHARE_CORES": "false"}  # fmt: skip
+               "SNEAKERS_INFERENCE_SHARE_CORES": "false", "SNEAKERS_INFERENCE_RUNTIME": runtime}  # fmt: skip
         env.pop("DATABASE_URL", None)
         env.pop("CELERY_BROKER_URL", None)
         done = subprocess.run(
@@ -538,23 +542,34 @@ def bench_models(args: argparse.Namespace) -> None:
             cwd=ROOT, env=env, capture_output=True, text=True,
         )  # fmt: skip
         if done.returncode:
-            print(f"  {threads} thread(s): failed\n{done.stderr[-2000:]}")
+            print(f"  {runtime}, {threads} thread(s): failed\n{done.stderr[-2000:]}")
             continue
         medians = json.loads(done.stdout.strip().splitlines()[-1])
-        print(f"  {threads} thread(s): " + ", ".join(f"{k} {v:.0f}" for k, v in medians.items()))
+        print(f"  {runtime}, {threads} thread(s): " + ", ".join(f"{k} {v:.0f}" for k, v in medians.items()))
     print(f"  ({uptime()})")
 
 
 # --- processes x threads ---------------------------------------------------------------------------
 
 
-def _u2netp_loop(threads: int, seconds: float, size: int, photos: list[bytes], out) -> None:
-    """(Child process.) Run U^2-Net-p on ``photos`` in a loop for ``seconds``; put (count, seconds, median s)."""
+THREADS_RUNTIMES = {
+    "onnxruntime": {"runtime": "native"},
+    "openvino": {"runtime": "openvino"},
+    "openvino-bf16": {"runtime": "openvino", "precision": "bf16"},
+}
+"""U^2-Net-p set-ups of section ``threads`` (``--threads-runtimes``): ``U2NetpRemover`` keyword arguments."""
+
+
+def _u2netp_loop(threads: int, seconds: float, size: int, runtime: str, photos: list[bytes], out) -> None:
+    """(Child process.) Run U^2-Net-p (``THREADS_RUNTIMES[runtime]``) on ``photos`` in a loop for ``seconds``;
+    put (count, seconds, median s)."""
     from worker.ml.background import U2NetpRemover
     from worker.ml.images import load_rgb
 
     decoded = [load_rgb(data) for data in photos]
-    remover = U2NetpRemover(SHARED / "weights" / "u2netp.onnx", input_size=size, intra_op_threads=threads)
+    remover = U2NetpRemover(
+        SHARED / "weights" / "u2netp.onnx", input_size=size, intra_op_threads=threads, **THREADS_RUNTIMES[runtime]
+    )
     remover.predict_mask(decoded[0])
     latencies: list[float] = []
     started = time.perf_counter()
@@ -571,14 +586,15 @@ def bench_threads(args: argparse.Namespace) -> None:
 
     photos = [photo.data for photo in wild_photos("real-world", 20, seed=3)]
     print(f"\n== U^2-Net-p, processes x threads, {args.threads_seconds:g} s each, real-world photos ({uptime()}) ==")
-    print("| input | processes x threads | photos/s in all | median latency |")
-    print("| --- | --- | --- | --- |")
+    print("| runtime | input | processes x threads | photos/s in all | median latency |")
+    print("| --- | --- | --- | --- | --- |")
     context = multiprocessing.get_context("spawn")
-    for size in args.threads_sizes:
+    setups = [(runtime, size) for runtime in args.threads_runtimes for size in args.threads_sizes]
+    for runtime, size in setups:
         for processes, threads in ((1, 1), (1, 2), (2, 1), (2, 2)):
             out = context.Queue()
             children = [
-                context.Process(target=_u2netp_loop, args=(threads, args.threads_seconds, size, photos, out))
+                context.Process(target=_u2netp_loop, args=(threads, args.threads_seconds, size, runtime, photos, out))
                 for _ in range(processes)
             ]
             for child in children:
@@ -588,7 +604,7 @@ def bench_threads(args: argparse.Namespace) -> None:
                 child.join()
             rate = sum(count / seconds for count, seconds, _ in results)
             median = statistics.fmean(result[2] for result in results) * 1000
-            print(f"| {size} px | {processes} x {threads} | {rate:.2f} | {median:.0f} ms |", flush=True)
+            print(f"| {runtime} | {size} px | {processes} x {threads} | {rate:.2f} | {median:.0f} ms |", flush=True)
     print(f"  ({uptime()})")
 
 
@@ -655,7 +671,19 @@ def background_child(var_dir: Path, int8: str, side: str, names: list[str]) -> N
         "u2netp-320": lambda: ("U^2-Net-p at 320 px", U2NetpRemover(path, input_size=320), True, None),
         "u2netp-256": lambda: ("U^2-Net-p at 256 px", U2NetpRemover(path, input_size=256), True, None),
         "u2netp-224": lambda: ("U^2-Net-p at 224 px", U2NetpRemover(path, input_size=224), True, None),
-        "int8": lambda: ("U^2-Net-p int8 at 320 px", U2NetpRemover(int8), True, None),
+        "int8": lambda: ("U^2-Net-p int8 at 320 px", U2NetpRemover(int8, runtime="native"), True, None),
+        "onnxruntime": lambda: (
+            f"U^2-Net-p at {size} px on onnxruntime",
+            U2NetpRemover(path, input_size=size, runtime="native"),
+            True,
+            None,
+        ),
+        "bf16": lambda: (
+            f"U^2-Net-p at {size} px, OpenVINO bfloat16",
+            U2NetpRemover(path, input_size=size, runtime="openvino", precision="bf16"),
+            True,
+            None,
+        ),
         "grabcut": lambda: ("GrabCut", GrabCutRemover(), True, None),
         "none": lambda: ("none", None, False, None),
     }
@@ -771,14 +799,24 @@ def bench_embed(args: argparse.Namespace) -> None:
         backbone.embed(squares)
         rates.append(len(squares) / (time.perf_counter() - started))
     flops = backbone_flops(backbone)
+    rates_by_runtime = {"tensorflow": rates}
+    with tempfile.TemporaryDirectory() as cache:
+        backbone.serve_with("openvino", cache_dir=cache)
+        backbone.embed(squares[:32])
+        rates_by_runtime["openvino"] = []
+        for _ in range(3):
+            started = time.perf_counter()
+            backbone.embed(squares)
+            rates_by_runtime["openvino"].append(len(squares) / (time.perf_counter() - started))
     peaks = {threads: matmul_peak(threads) for threads in (1, 2)}
-    rate = statistics.median(rates)
-    achieved = rate * flops / 1e9
     print(f"  backbone {backbone.path.name} at {backbone.input_size} px with taps: {flops / 1e9:.2f} GFLOP per image")
-    print(f"  {len(squares)} catalogue squares in batches of 32: {rate:.1f} images/s (median of 3; "
-          f"runs {', '.join(f'{r:.1f}' for r in rates)}) = {achieved:.1f} GFLOP/s")  # fmt: skip
-    print(f"  float32 matrix product peak: {peaks[1]:.1f} GFLOP/s on 1 thread, {peaks[2]:.1f} GFLOP/s on 2: "
-          f"embedding reaches {achieved / peaks[2]:.0%} of the 2-thread peak")  # fmt: skip
+    print(f"  float32 matrix product peak: {peaks[1]:.1f} GFLOP/s on 1 thread, {peaks[2]:.1f} GFLOP/s on 2")
+    for runtime, runs in rates_by_runtime.items():
+        rate = statistics.median(runs)
+        achieved = rate * flops / 1e9
+        print(f"  {runtime}: {len(squares)} catalogue squares in batches of 32: {rate:.1f} images/s (median of 3; "
+              f"runs {', '.join(f'{r:.1f}' for r in runs)}) = {achieved:.1f} GFLOP/s, "
+              f"{achieved / peaks[2]:.0%} of the 2-thread peak")  # fmt: skip
     print(f"  ({uptime()})")
 
 
@@ -861,6 +899,8 @@ def main() -> None:
     parser.add_argument("--models-photos", type=int, default=30)
     parser.add_argument("--threads-seconds", type=float, default=15.0)
     parser.add_argument("--threads-sizes", type=int, nargs="+", default=[320, 256])
+    parser.add_argument("--threads-runtimes", nargs="+", choices=list(THREADS_RUNTIMES), default=list(THREADS_RUNTIMES))
+    parser.add_argument("--models-runtimes", nargs="+", choices=("openvino", "native"), default=["openvino", "native"])
     parser.add_argument("--embed-images", type=int, default=256)
     parser.add_argument("--web-uploads", type=int, default=2000)
     parser.add_argument("--web-clients", type=int, default=32)

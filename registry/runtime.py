@@ -36,9 +36,27 @@ def backbone_get():
 
     path = str(settings.SNEAKERS_BACKBONE_PATH)
     with _lock:
-        if path not in _backbones:
-            _backbones[path] = Backbone(path)
-        return _backbones[path]
+        backbone = _backbones.get(path)
+    if backbone is None:
+        backbone = Backbone(path)
+        _backbone_serve(backbone)  # outside the lock: it takes the lock for occupancy_get
+        with _lock:
+            backbone = _backbones.setdefault(path, backbone)
+    return backbone
+
+
+def _backbone_serve(backbone) -> None:
+    """Put a backbone loaded for predictions on ``SNEAKERS_INFERENCE_RUNTIME`` (``Backbone.serve_with``), its
+    forward function saved under ``SNEAKERS_CACHE_DIR/openvino``, taking its threads per photo as U^2-Net-p
+    does. Raises ``ModelError`` as ``serve_with``."""
+    from worker.ml.background import thread_budget
+
+    backbone.serve_with(
+        settings.SNEAKERS_INFERENCE_RUNTIME,
+        cache_dir=Path(settings.SNEAKERS_CACHE_DIR) / "openvino",
+        threads=thread_budget(),
+        threads_now=occupancy_get().threads_now if settings.SNEAKERS_INFERENCE_SHARE_CORES else None,
+    )
 
 
 def occupancy_get():
@@ -56,7 +74,8 @@ def occupancy_get():
 
 def remover_get():
     """The background remover named by ``SNEAKERS_BACKGROUND_METHOD`` (``u2netp``, ``grabcut``, ``none``); with
-    ``SNEAKERS_INFERENCE_SHARE_CORES`` U^2-Net-p takes its thread count per photo from ``occupancy_get()``."""
+    ``SNEAKERS_INFERENCE_SHARE_CORES`` U^2-Net-p takes its thread count per photo from ``occupancy_get()``, and
+    runs on ``SNEAKERS_INFERENCE_RUNTIME`` (``worker.ml.runtimes``) at ``SNEAKERS_BACKGROUND_PRECISION``."""
     from worker.ml.background import make_remover
 
     return make_remover(
@@ -64,6 +83,8 @@ def remover_get():
         model_path=settings.SNEAKERS_BACKGROUND_MODEL_PATH,
         input_size=settings.SNEAKERS_BACKGROUND_INPUT_SIZE,
         threads_now=occupancy_get().threads_now if settings.SNEAKERS_INFERENCE_SHARE_CORES else None,
+        runtime=settings.SNEAKERS_INFERENCE_RUNTIME,
+        precision=settings.SNEAKERS_BACKGROUND_PRECISION,
     )
 
 
@@ -137,6 +158,7 @@ def _pipeline_build(model_version: ModelVersion):
         max_bytes=settings.SNEAKERS_UPLOAD_MAX_BYTES,
         max_pixels=settings.SNEAKERS_UPLOAD_MAX_PIXELS,
         skip_removal_above=settings.SNEAKERS_BACKGROUND_SKIP_CONFIDENCE or None,
+        serve=_backbone_serve,
     )
 
 

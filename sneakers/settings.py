@@ -190,6 +190,12 @@ SNEAKERS_BACKGROUND_SKIP_CONFIDENCE = env.float("SNEAKERS_BACKGROUND_SKIP_CONFID
 # A photo whose background is removed while the host's other inference processes are idle uses every core
 # (worker.ml.occupancy: busy marks are locks on slot files in this folder); beside busy ones, its own threads.
 SNEAKERS_INFERENCE_SHARE_CORES = env.bool("SNEAKERS_INFERENCE_SHARE_CORES", default=True)
+# Library that runs the networks on the CPU (worker.ml.runtimes): auto (OpenVINO unless a GPU is in use), openvino,
+# or native (onnxruntime for U^2-Net-p, TensorFlow for the backbone). Same answers; the backbone 1.5 times as fast.
+SNEAKERS_INFERENCE_RUNTIME = env.str("SNEAKERS_INFERENCE_RUNTIME", default="auto")
+# U^2-Net-p's precision on OpenVINO: f32, or bf16 (about half the time on CPUs with AVX-512 BF16 or AMX; masks
+# change a little: README "Speed").
+SNEAKERS_BACKGROUND_PRECISION = env.str("SNEAKERS_BACKGROUND_PRECISION", default="f32")
 SNEAKERS_INFERENCE_SLOTS_DIR = Path(env.str("SNEAKERS_INFERENCE_SLOTS_DIR", default=str(VAR_DIR / "inference-slots")))
 # Catalog sets `manage.py bootstrap` imports: shop listings, and named shoe models (many photos each).
 SNEAKERS_DATASET_DIR = Path(env.str("SNEAKERS_DATASET_DIR", default=str(SHARED_DIR / "datasets" / "sneakers")))

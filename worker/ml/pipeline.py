@@ -8,6 +8,7 @@ and reuse it.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Final
@@ -368,8 +369,12 @@ def load_pipeline(
     max_bytes: int = DEFAULT_MAX_BYTES,
     max_pixels: int = DEFAULT_MAX_PIXELS,
     skip_removal_above: float | None = None,
+    serve: Callable[[Backbone], object] | None = None,
 ) -> Pipeline:
     """A ``Pipeline`` from an artifact folder (``skip_removal_above``: ``Pipeline``'s confidence cascade).
+
+    ``serve`` is called with each backbone this function loads itself (a fine-tuned artifact's own, or one
+    set up anew), e.g. to run it on OpenVINO (``Backbone.serve_with``); a ``backbone`` given is used as it is.
 
     The backbone is the artifact's own ``backbone.keras`` when present (variant ``fine-tuned``);
     otherwise ``backbone`` (already loaded) or, failing that, ``Backbone(backbone_path)``, set up as the
@@ -392,11 +397,15 @@ def load_pipeline(
         if not (folder / BACKBONE_FILE).is_file():
             raise ModelError(f"{folder}: fine-tuned artifact without {BACKBONE_FILE}")
         backbone = _Backbone.from_spec(folder / BACKBONE_FILE, spec)
+        if serve is not None:
+            serve(backbone)
     elif backbone is None or _set_up(backbone.spec) != _set_up(spec):
         path = backbone.path if backbone is not None else backbone_path
         if path is None:
             raise ValueError("give backbone or backbone_path")
         backbone = _Backbone.from_spec(path, spec)
+        if serve is not None:
+            serve(backbone)
     return Pipeline(
         artifact,
         backbone,
