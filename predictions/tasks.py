@@ -7,11 +7,13 @@ level; models load in worker processes only, warmed at ``worker_process_init``.
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 from botocore.exceptions import ClientError, HTTPClientError
 from botocore.exceptions import ConnectionError as BotocoreConnectionError
 from celery import shared_task
-from celery.signals import worker_process_init
+from celery.signals import celeryd_after_setup, worker_process_init
+from django.conf import settings
 from django.db import InterfaceError, OperationalError
 
 from predictions import idempotency
@@ -131,9 +133,31 @@ def sweep() -> dict[str, int]:
     return {"requeued": report.requeued, "retried": report.retried, "failed": report.failed}
 
 
+_consumes_predict_queue: bool | None = None
+"""Whether this worker consumes the queue ``predict`` is routed to, as ``note_queues`` saw it in the worker's main
+process (pool processes inherit it); None when no ``celery worker`` set-up was seen (e.g. an embedded test worker):
+warm."""
+
+
+@celeryd_after_setup.connect
+def note_queues(sender: str, instance: Any, **_: object) -> None:
+    """Note whether this worker consumes ``predict``'s queue (``CELERY_TASK_ROUTES``; its ``--queues``), before its
+    pool processes fork."""
+    global _consumes_predict_queue
+    queue = settings.CELERY_TASK_ROUTES.get(predict.name, {}).get("queue", "inference")
+    _consumes_predict_queue = queue in instance.app.amqp.queues.consume_from
+
+
 @worker_process_init.connect
 def warm_models(**_: object) -> None:
-    """Load the active model in each new worker process so the first job does not pay for it."""
+    """Load the active model in each new worker process so the first job does not pay for it.
+
+    Skipped in workers that do not consume ``predict``'s queue (the Procfile's ``jobs`` worker: training and feed
+    ingestion build what they need themselves): there the model held about 1 GB per process for nothing and its
+    loading took a core for seconds at every start (``--max-tasks-per-child 1`` starts one per job).
+    """
+    if _consumes_predict_queue is False:
+        return
     try:
         model_version = model_version_get_active()
         if model_version is not None:

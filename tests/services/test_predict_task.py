@@ -145,3 +145,29 @@ def test_unexpected_error_fails_the_job_instead_of_leaving_it_running():
         predict.apply(args=[str(prediction.id)])
     prediction.refresh_from_db()
     assert (prediction.status, prediction.error_code) == (Prediction.Status.FAILED, "internal_error")
+
+
+@pytest.mark.parametrize(
+    ("queues", "warmed"),
+    [(None, True), (["inference", "default"], True), (["training", "ingest"], False)],
+)
+def test_only_workers_of_the_inference_queue_warm_the_model(monkeypatch, queues, warmed):
+    """The Procfile's jobs worker (training, ingest) no longer loads the prediction model in every process it
+    starts; the inference worker does, and so does a worker whose queues were not seen (None)."""
+    from types import SimpleNamespace
+
+    from predictions import tasks
+
+    monkeypatch.setattr(tasks, "_consumes_predict_queue", None)
+    if queues is not None:  # a worker as `celery worker --queues ...` sets it up: only the queue names matter
+        consume_from = dict.fromkeys(queues)
+        fake = SimpleNamespace(
+            app=SimpleNamespace(amqp=SimpleNamespace(queues=SimpleNamespace(consume_from=consume_from)))
+        )
+        tasks.note_queues(sender="jobs@host", instance=fake)
+    built = []
+    monkeypatch.setattr(tasks, "model_version_get_active", lambda: "v1")
+    monkeypatch.setattr(tasks.runtime, "pipeline_get", lambda version: built.append(version) or "pipeline")
+    monkeypatch.setattr(tasks.runtime, "pipeline_warm", lambda pipeline: built.append(pipeline))
+    tasks.warm_models()
+    assert built == (["v1", "pipeline"] if warmed else [])
