@@ -114,14 +114,14 @@ def _heads_only_training(settings) -> None:
 
 @pytest.fixture(scope="session", autouse=True)
 def _session_cache(tmp_path_factory):
-    """The embedded default cache backend (``diskcache.DjangoCache``) in this test session's own
+    """The embedded default cache backend (``sneakers.cache.OpenDiskCache``) in this test session's own
     folder, so that test runs never share or clear each other's rate-limit counters (nor ``var/``'s)."""
     from django.test import override_settings
 
     override = override_settings(
         CACHES={
             "default": {
-                "BACKEND": "diskcache.DjangoCache",
+                "BACKEND": "sneakers.cache.OpenDiskCache",
                 "LOCATION": str(tmp_path_factory.mktemp("diskcache")),
             }
         }
