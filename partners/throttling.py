@@ -14,8 +14,8 @@ Rates are ``"<count>/<period>"`` (``60/min``): ``settings.SNEAKERS_API_RATES`` (
 (set in admin) replaces the upload and read rates for that partner. A window is ``period`` seconds long and
 starts at a multiple of it (Unix time), so the reset instant is the same for every process. The count of
 the current window lives under one cache key per limit, caller and window; ``cache.add`` then ``cache.incr``
-counts it, atomically with Redis (``INCRBY``) and with the embedded default cache (``diskcache.DjangoCache``,
-SQLite transactions), so every web process shares one count. A refused
+counts it, atomically with Redis (``INCRBY``) and with the embedded default cache (``sneakers.cache.OpenDiskCache``,
+diskcache's SQLite transactions), so every web process shares one count. A refused
 request gives its count back, so it does not use up the next allowance.
 
 Each throttle that applies records a ``RateLimit`` on the request; ``partners.middleware`` turns the tightest

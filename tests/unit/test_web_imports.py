@@ -1,4 +1,4 @@
-"""The web process never loads TensorFlow, Keras, onnxruntime or OpenCV.
+"""The web process never loads TensorFlow, Keras, onnxruntime, OpenVINO or OpenCV.
 
 Checked in a fresh interpreter: import the WSGI entry point and every view/API module, resolve all
 URLs and render the upload page, then look at ``sys.modules``.
@@ -21,7 +21,8 @@ from django.test import Client
 from django.conf import settings
 settings.ALLOWED_HOSTS = ["testserver"]
 Client().get("/api/schema/")
-heavy = sorted(name for name in sys.modules if name.split(".")[0] in {"tensorflow", "keras", "onnxruntime", "cv2"})
+ml = {"tensorflow", "keras", "onnxruntime", "openvino", "cv2"}
+heavy = sorted(name for name in sys.modules if name.split(".")[0] in ml)
 print("HEAVY:" + ",".join(heavy))
 """
 
