@@ -7,6 +7,7 @@ copied to ``SNEAKERS_CACHE_DIR/models/<name>/`` on first use, so S3 works the sa
 
 from __future__ import annotations
 
+import logging
 import shutil
 import tempfile
 import threading
@@ -20,6 +21,7 @@ from registry.services import model_version_report_load
 from worker.ml.artifact import ARTIFACT_FILES
 from worker.ml.errors import ModelError
 
+logger = logging.getLogger(__name__)
 _lock = threading.Lock()
 _pipelines: dict[tuple[int, str], object] = {}
 _backbones: dict[str, object] = {}
@@ -48,15 +50,23 @@ def backbone_get():
 def _backbone_serve(backbone) -> None:
     """Put a backbone loaded for predictions on ``SNEAKERS_INFERENCE_RUNTIME`` (``Backbone.serve_with``), its
     forward function saved under ``SNEAKERS_CACHE_DIR/openvino``, taking its threads per photo as U^2-Net-p
-    does. Raises ``ModelError`` as ``serve_with``."""
+    does. With ``auto``, a backbone OpenVINO cannot take (an unwritable cache folder, say) stays on TensorFlow
+    with a warning, since it gives the same answers; with ``openvino`` asked for by name, ``ModelError`` as
+    ``serve_with``."""
     from worker.ml.background import thread_budget
 
-    backbone.serve_with(
-        settings.SNEAKERS_INFERENCE_RUNTIME,
-        cache_dir=Path(settings.SNEAKERS_CACHE_DIR) / "openvino",
-        threads=thread_budget(),
-        threads_now=occupancy_get().threads_now if settings.SNEAKERS_INFERENCE_SHARE_CORES else None,
-    )
+    runtime_name = settings.SNEAKERS_INFERENCE_RUNTIME
+    try:
+        backbone.serve_with(
+            runtime_name,
+            cache_dir=Path(settings.SNEAKERS_CACHE_DIR) / "openvino",
+            threads=thread_budget(),
+            threads_now=occupancy_get().threads_now if settings.SNEAKERS_INFERENCE_SHARE_CORES else None,
+        )
+    except ModelError as exc:
+        if runtime_name != "auto":
+            raise
+        logger.warning("backbone stays on TensorFlow: %s", exc)
 
 
 def occupancy_get():

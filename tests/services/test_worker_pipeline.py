@@ -285,3 +285,29 @@ def test_the_serving_remover_takes_its_threads_from_the_hosts_busy_marks(setting
         assert runtime.remover_get().input_size == 320
     finally:
         runtime.clear()
+
+
+def test_workers_run_the_backbone_on_openvino_and_fall_back_to_tensorflow(settings, tiny_backbone_path, tmp_path):
+    """``SNEAKERS_INFERENCE_RUNTIME``: ``auto`` puts the worker's backbone on OpenVINO (its frozen graph in the
+    cache folder); when OpenVINO cannot take it (here the cache folder cannot be made) ``auto`` keeps TensorFlow,
+    which gives the same answers, and ``openvino`` asked for by name fails as a model error."""
+    pytest.importorskip("openvino")
+    from registry import runtime
+    from worker.ml.errors import ModelError
+
+    settings.SNEAKERS_BACKBONE_PATH = tiny_backbone_path
+    settings.SNEAKERS_CACHE_DIR = tmp_path / "cache"
+    runtime.clear()
+    backbone = runtime.backbone_get()
+    assert backbone.runtime == "openvino" and list((tmp_path / "cache" / "openvino").glob("backbone-*.pb"))
+
+    blocked = tmp_path / "a-file"
+    blocked.write_text("not a folder")
+    settings.SNEAKERS_CACHE_DIR = blocked
+    runtime.clear()
+    assert runtime.backbone_get().runtime == "tensorflow"
+    settings.SNEAKERS_INFERENCE_RUNTIME = "openvino"
+    runtime.clear()
+    with pytest.raises(ModelError, match="cannot save the backbone"):
+        runtime.backbone_get()
+    runtime.clear()

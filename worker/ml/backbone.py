@@ -260,6 +260,7 @@ class Backbone:
 
         self._forward = forward
         self._openvino: Any = None
+        self._openvino_size: tuple[int, int] | None = None
         self.runtime = "tensorflow"
         self._forward_resized: Any = None
         if self._fixed_size is not None:
@@ -358,14 +359,18 @@ class Backbone:
         target = cache_dir / f"backbone-{self.fingerprint}.pb"
         if target.is_file():
             return target
+        staging: Path | None = None
         try:
             frozen = convert_variables_to_constants_v2(self._forward.get_concrete_function())
             data = frozen.graph.as_graph_def().SerializeToString()
             cache_dir.mkdir(parents=True, exist_ok=True)
             with tempfile.NamedTemporaryFile(dir=cache_dir, prefix=f".{target.name}-", delete=False) as handle:
+                staging = Path(handle.name)
                 handle.write(data)
-            Path(handle.name).replace(target)
+            staging.replace(target)
         except Exception as exc:  # TensorFlow raises many types while freezing; OSError while writing
+            if staging is not None:
+                staging.unlink(missing_ok=True)
             raise ModelError(f"cannot save the backbone for OpenVINO in {cache_dir}: {exc}") from exc
         return target
 
