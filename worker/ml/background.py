@@ -17,6 +17,7 @@ Sources:
 
 from __future__ import annotations
 
+import logging
 import os
 import threading
 from collections.abc import Callable
@@ -28,6 +29,8 @@ import numpy as np
 
 from worker.ml.errors import ModelError
 from worker.ml.images import check_rgb, has_plain_background
+
+logger = logging.getLogger(__name__)
 
 U2NET_SIZE: Final = 320
 """Input side of U^2-Net-p, in pixels."""
@@ -187,7 +190,8 @@ class U2NetpRemover:
             default: the worker shares its cores with the web process and another pool process, where
             spinning threads burn the time others need (onnxruntime's threading documentation,
             ``session.intra_op.allow_spinning``).
-        runtime: ``auto``, ``openvino`` or ``native`` (onnxruntime); see ``worker.ml.runtimes``.
+        runtime: ``auto``, ``openvino`` or ``native`` (onnxruntime); see ``worker.ml.runtimes``. With ``auto``, a
+            file OpenVINO cannot read runs on onnxruntime (with a warning in the log).
         precision: ``f32`` (the network's own), or ``bf16``: OpenVINO computes in bfloat16 on CPUs that have
             it (AVX-512 BF16, AMX), about half the time; masks agreed with float32's at a median IoU of 0.99
             (10th percentile 0.94) on 97 ``sneakers_wild`` photos, and what that costs in brand top-1 is
@@ -238,8 +242,15 @@ class U2NetpRemover:
         self._sessions: dict[int | None, Any] = {}
         self._sessions_lock = threading.Lock()
         if self.runtime == "openvino":
-            self._network = self._openvino_network()
-        else:
+            try:
+                self._network = self._openvino_network()
+            except ModelError as exc:
+                if runtime != "auto" or precision != "f32":
+                    raise
+                # A file OpenVINO cannot take may still run on onnxruntime (a corrupt one fails there too).
+                logger.warning("U^2-Net-p falls back to onnxruntime: %s", exc)
+                self.runtime = "onnxruntime"
+        if self.runtime == "onnxruntime":
             self._model: str | bytes = str(path) if input_size == U2NET_SIZE else free_spatial_dims(path)
             inputs = self._session(self.threads).get_inputs()
             if len(inputs) != 1:

@@ -132,3 +132,18 @@ def test_u2netp_precision():
         U2NetpRemover(U2NETP_PATH, runtime="native", precision="bf16")
     with pytest.raises(ValueError, match="unknown precision"):
         U2NetpRemover(U2NETP_PATH, runtime="openvino", precision="int4")
+
+
+@pytest.mark.shared_data
+@pytest.mark.skipif(not U2NETP_PATH.is_file(), reason=f"U^2-Net-p weights not found at {U2NETP_PATH}")
+def test_u2netp_on_auto_falls_back_to_onnxruntime(monkeypatch):
+    """A file OpenVINO cannot take runs on onnxruntime under ``auto``; asked for by name, OpenVINO's error stands."""
+    from worker.ml.background import U2NetpRemover
+
+    def refuse(self):
+        raise ModelError("OpenVINO cannot read it")
+
+    monkeypatch.setattr(U2NetpRemover, "_openvino_network", refuse)
+    assert U2NetpRemover(U2NETP_PATH, input_size=256, intra_op_threads=1, runtime="auto").runtime == "onnxruntime"
+    with pytest.raises(ModelError, match="OpenVINO cannot read it"):
+        U2NetpRemover(U2NETP_PATH, runtime="openvino")
