@@ -792,22 +792,22 @@ def bench_embed(args: argparse.Namespace) -> None:
 
     photos = catalogue_photos(args.embed_images, seed=4)
     squares = np.stack([backbone.preprocess(load_rgb(p.data)) for p in photos])
-    backbone.embed(squares[:32])
-    rates = []
-    for _ in range(3):
-        started = time.perf_counter()
-        backbone.embed(squares)
-        rates.append(len(squares) / (time.perf_counter() - started))
-    flops = backbone_flops(backbone)
-    rates_by_runtime = {"tensorflow": rates}
-    with tempfile.TemporaryDirectory() as cache:
-        backbone.serve_with("openvino", cache_dir=cache)
+
+    def embed_rates() -> list[float]:
+        """Images/s of three embeddings of every square, after a warm-up batch."""
         backbone.embed(squares[:32])
-        rates_by_runtime["openvino"] = []
+        rates = []
         for _ in range(3):
             started = time.perf_counter()
             backbone.embed(squares)
-            rates_by_runtime["openvino"].append(len(squares) / (time.perf_counter() - started))
+            rates.append(len(squares) / (time.perf_counter() - started))
+        return rates
+
+    rates_by_runtime = {"tensorflow": embed_rates()}
+    flops = backbone_flops(backbone)
+    with tempfile.TemporaryDirectory() as cache:
+        backbone.serve_with("openvino", cache_dir=cache)
+        rates_by_runtime["openvino"] = embed_rates()
     peaks = {threads: matmul_peak(threads) for threads in (1, 2)}
     print(f"  backbone {backbone.path.name} at {backbone.input_size} px with taps: {flops / 1e9:.2f} GFLOP per image")
     print(f"  float32 matrix product peak: {peaks[1]:.1f} GFLOP/s on 1 thread, {peaks[2]:.1f} GFLOP/s on 2")

@@ -7,7 +7,6 @@ copied to ``SNEAKERS_CACHE_DIR/models/<name>/`` on first use, so S3 works the sa
 
 from __future__ import annotations
 
-import logging
 import shutil
 import tempfile
 import threading
@@ -21,7 +20,6 @@ from registry.services import model_version_report_load
 from worker.ml.artifact import ARTIFACT_FILES
 from worker.ml.errors import ModelError
 
-logger = logging.getLogger(__name__)
 _lock = threading.Lock()
 _pipelines: dict[tuple[int, str], object] = {}
 _backbones: dict[str, object] = {}
@@ -48,25 +46,24 @@ def backbone_get():
 
 
 def _backbone_serve(backbone) -> None:
-    """Put a backbone loaded for predictions on ``SNEAKERS_INFERENCE_RUNTIME`` (``Backbone.serve_with``), its
-    forward function saved under ``SNEAKERS_CACHE_DIR/openvino``, taking its threads per photo as U^2-Net-p
-    does. With ``auto``, a backbone OpenVINO cannot take (an unwritable cache folder, say) stays on TensorFlow
-    with a warning, since it gives the same answers; with ``openvino`` asked for by name, ``ModelError`` as
-    ``serve_with``."""
+    """Put a backbone loaded for predictions on ``SNEAKERS_INFERENCE_RUNTIME`` (``Backbone.serve_with``: with
+    ``auto`` one OpenVINO cannot take stays on TensorFlow), its forward function saved under
+    ``SNEAKERS_CACHE_DIR/openvino``, taking its threads per photo as U^2-Net-p does (``_threads_now``). Raises
+    ``ModelError`` as ``serve_with``."""
     from worker.ml.background import thread_budget
 
-    runtime_name = settings.SNEAKERS_INFERENCE_RUNTIME
-    try:
-        backbone.serve_with(
-            runtime_name,
-            cache_dir=Path(settings.SNEAKERS_CACHE_DIR) / "openvino",
-            threads=thread_budget(),
-            threads_now=occupancy_get().threads_now if settings.SNEAKERS_INFERENCE_SHARE_CORES else None,
-        )
-    except ModelError as exc:
-        if runtime_name != "auto":
-            raise
-        logger.warning("backbone stays on TensorFlow: %s", exc)
+    backbone.serve_with(
+        settings.SNEAKERS_INFERENCE_RUNTIME,
+        cache_dir=Path(settings.SNEAKERS_CACHE_DIR) / "openvino",
+        threads=thread_budget(),
+        threads_now=_threads_now(),
+    )
+
+
+def _threads_now():
+    """What the networks ask before each photo for its thread count: ``occupancy_get().threads_now`` with
+    ``SNEAKERS_INFERENCE_SHARE_CORES``, else None (their own fixed count)."""
+    return occupancy_get().threads_now if settings.SNEAKERS_INFERENCE_SHARE_CORES else None
 
 
 def occupancy_get():
@@ -84,7 +81,8 @@ def occupancy_get():
 
 def remover_get():
     """The background remover named by ``SNEAKERS_BACKGROUND_METHOD`` (``u2netp``, ``grabcut``, ``none``); with
-    ``SNEAKERS_INFERENCE_SHARE_CORES`` U^2-Net-p takes its thread count per photo from ``occupancy_get()``, and
+    ``SNEAKERS_INFERENCE_SHARE_CORES`` U^2-Net-p takes its thread count per photo from ``occupancy_get()``
+    (``_threads_now``), and
     runs on ``SNEAKERS_INFERENCE_RUNTIME`` (``worker.ml.runtimes``) at ``SNEAKERS_BACKGROUND_PRECISION``."""
     from worker.ml.background import make_remover
 
@@ -92,7 +90,7 @@ def remover_get():
         settings.SNEAKERS_BACKGROUND_METHOD,
         model_path=settings.SNEAKERS_BACKGROUND_MODEL_PATH,
         input_size=settings.SNEAKERS_BACKGROUND_INPUT_SIZE,
-        threads_now=occupancy_get().threads_now if settings.SNEAKERS_INFERENCE_SHARE_CORES else None,
+        threads_now=_threads_now(),
         runtime=settings.SNEAKERS_INFERENCE_RUNTIME,
         precision=settings.SNEAKERS_BACKGROUND_PRECISION,
     )

@@ -22,6 +22,7 @@ blocks 7 to 15 tried). Measured with ``manage.py train`` (head-only, full shared
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 from collections.abc import Callable
 from pathlib import Path
@@ -57,6 +58,8 @@ __all__ = [
     "multi_level_output",
     "tap_scale",
 ]
+
+logger = logging.getLogger(__name__)
 
 INPUT_SIZE: Final = LEGACY_INPUT_SIZE
 """EfficientNet-Lite0's training size, in pixels: the input side of artifacts made before the
@@ -304,8 +307,10 @@ class Backbone:
         about 0.65 of the time (one thread, 320 px: 19-21 ms against 29-31 ms here; README "Speed"). The
         function is saved once as a frozen TensorFlow graph under ``cache_dir`` (a file named by the backbone's
         ``fingerprint``; about 1 s, then 0.1 s to read) and read by OpenVINO's TensorFlow frontend.
-        ``auto`` keeps TensorFlow when it sees a GPU. Inputs of another size than a fixed-size model's stay on
-        TensorFlow (they need its resize); ``embed`` and ``embed_raw`` give the same results either way.
+        ``auto`` keeps TensorFlow when it sees a GPU, and when OpenVINO cannot take the backbone (an unwritable
+        ``cache_dir``, say; a warning is logged), since TensorFlow gives the same answers. Inputs of another size
+        than a fixed-size model's stay on TensorFlow (they need its resize); ``embed`` and ``embed_raw`` give the
+        same results either way.
 
         Args:
             runtime: one of ``worker.ml.runtimes.INFERENCE_RUNTIMES``.
@@ -317,7 +322,7 @@ class Backbone:
 
         Raises:
             ValueError: unknown runtime.
-            ModelError: ``openvino`` asked for and not installed, or the function cannot be saved, read or
+            ModelError: ``openvino`` asked for by name and not installed, or the function cannot be saved, read or
                 compiled.
         """
         from worker.ml.runtimes import runtime_resolve
@@ -325,11 +330,30 @@ class Backbone:
         if runtime_resolve(runtime, gpu=bool(self._tf.config.list_physical_devices("GPU"))) == "native":
             self._openvino, self.runtime = None, "tensorflow"
             return self.runtime
+        try:
+            self._openvino = self._openvino_network(Path(cache_dir), threads, threads_now)
+        except ModelError as exc:
+            if runtime != "auto":
+                raise
+            # Same answers on TensorFlow, so a backbone OpenVINO cannot take stays there.
+            logger.warning("backbone stays on TensorFlow: %s", exc)
+            self._openvino, self.runtime = None, "tensorflow"
+            return self.runtime
+        self.runtime = "openvino"
+        return self.runtime
+
+    def _openvino_network(self, cache_dir: Path, threads: int | None, threads_now: Callable[[], int] | None) -> Any:
+        """The frozen forward function (``_saved_forward``) read by OpenVINO for this backbone's input size, any
+        batch, compiled per thread count; sets ``_openvino_size``.
+
+        Raises:
+            ModelError: it cannot be saved, read or compiled, or its outputs are not ``[dim, aux_dim]`` wide.
+        """
         import openvino as ov
 
         from worker.ml.runtimes import OpenVinoNetwork
 
-        path = self._saved_forward(Path(cache_dir))
+        path = self._saved_forward(cache_dir)
         side = self._fixed_size or (self.input_size, self.input_size)
         try:
             model = ov.Core().read_model(str(path))
@@ -339,10 +363,9 @@ class Backbone:
         widths = [output.get_partial_shape()[-1].get_length() for output in model.outputs]
         if len(widths) != 2 or widths[0] != self.dim or widths[1] != self.aux_dim:
             raise ModelError(f"the backbone read by OpenVINO has outputs {widths}, not [{self.dim}, {self.aux_dim}]")
-        self._openvino = OpenVinoNetwork(model, threads=threads, threads_now=threads_now, name="the backbone")
+        network = OpenVinoNetwork(model, threads=threads, threads_now=threads_now, name="the backbone")
         self._openvino_size = side
-        self.runtime = "openvino"
-        return self.runtime
+        return network
 
     def _saved_forward(self, cache_dir: Path) -> Path:
         """The forward function as a frozen TensorFlow graph (weights as constants, TensorFlow's

@@ -79,6 +79,7 @@ def test_backbone_cache_that_cannot_be_written_is_a_model_error(tiny_backbone_pa
         backbone.serve_with("openvino", cache_dir=blocker / "ov")
     assert backbone.runtime == "tensorflow"  # still embeds, on TensorFlow
     assert backbone.embed(random_images(1, 64)).shape == (1, 16)
+    assert backbone.serve_with("auto", cache_dir=blocker / "ov") == "tensorflow"  # auto stays, with a warning
 
 
 def test_openvino_network_compiles_once_per_thread_count(tiny_backbone_path, tmp_path):
