@@ -61,8 +61,31 @@ def top_k_accuracy(proba: np.ndarray, truth: np.ndarray, k: int) -> float | None
     return float(np.mean(np.any(ranked == target[:, None], axis=1)))
 
 
+def log_loss_rows(proba: np.ndarray, truth: np.ndarray, *, eps: float = LOG_LOSS_EPS) -> np.ndarray:
+    """Negative log-likelihood of the true column of each row (rows renormalised, clipped at ``eps``).
+
+    Args:
+        proba: ``(N, C)`` non-negative float probabilities.
+        truth: ``(N,)`` int true column indices.
+        eps: clipping floor (scikit-learn's convention).
+
+    Returns:
+        ``(N,) float64`` losses in nats (>= 0); their mean is ``log_loss``.
+
+    Raises:
+        ValueError: shape mismatch.
+    """
+    values = np.asarray(proba, dtype=np.float64)
+    target = np.asarray(truth, dtype=np.int64).reshape(-1)
+    if values.ndim != 2 or values.shape[0] != target.size:
+        raise ValueError(f"proba {values.shape} does not match {target.size} labels")
+    values = values / np.maximum(values.sum(axis=1, keepdims=True), eps)
+    picked = np.clip(values[np.arange(target.size), target], eps, 1.0)
+    return -np.log(picked)
+
+
 def log_loss(proba: np.ndarray, truth: np.ndarray, *, eps: float = LOG_LOSS_EPS) -> float | None:
-    """Mean negative log-likelihood of the true column (rows renormalised, clipped at ``eps``).
+    """Mean negative log-likelihood of the true column (``log_loss_rows`` averaged).
 
     Args:
         proba: ``(N, C)`` non-negative float probabilities.
@@ -75,15 +98,8 @@ def log_loss(proba: np.ndarray, truth: np.ndarray, *, eps: float = LOG_LOSS_EPS)
     Raises:
         ValueError: shape mismatch.
     """
-    values = np.asarray(proba, dtype=np.float64)
-    target = np.asarray(truth, dtype=np.int64).reshape(-1)
-    if values.ndim != 2 or values.shape[0] != target.size:
-        raise ValueError(f"proba {values.shape} does not match {target.size} labels")
-    if target.size == 0:
-        return None
-    values = values / np.maximum(values.sum(axis=1, keepdims=True), eps)
-    picked = np.clip(values[np.arange(target.size), target], eps, 1.0)
-    return float(np.mean(-np.log(picked)))
+    rows = log_loss_rows(proba, truth, eps=eps)
+    return float(np.mean(rows)) if rows.size else None
 
 
 def confusion_matrix(truth: np.ndarray, predicted: np.ndarray, n_classes: int) -> np.ndarray:

@@ -80,7 +80,9 @@ class TrainingResult:
             "val_log_loss_calibrated"}, "model": {...model head report and test metrics} | None,
             "unknown_brand": {...}, "price": {...test price_metrics, "alpha"}, "variant", "variants",
             "finetune", "wild": {style: {...}} | None, "abstain": {...}, "text": {...} (listing text,
-            ``worker.ml.training.listing``), "background_rule", "background_rule_val_log_loss", "counts": {...},
+            ``worker.ml.training.listing``), "background_rule", "background_rule_val_log_loss",
+            "background_rule_val_standard_error" (of each rule's per-photo loss difference with the lowest),
+            "counts": {...},
             "seconds": {"embed", "fit", "total"}}``.
         split: ``split.json``: ``{"seed", "train", "val", "test": [sha256...], "wild": {...},
             "negatives": {...}, "dedup"}``.
@@ -185,12 +187,14 @@ def train_model(
     wild_raw = embed_squares(backbone, wild_sq)
 
     # 3. Background rule and the head-only variant.
-    rule, rule_losses = "skip-plain", {}
+    rule, rule_losses, rule_errors = "skip-plain", {}, {}
     if test_remover is not None and wild_val.size:
-        rule, rule_losses = choose_background_rule(
-            vectors, mirrored, labels, split, wild_raw, wild_labels, wild_val, config
+        choice = choose_background_rule(vectors, mirrored, labels, split, wild_raw, wild_labels, wild_val, config)
+        rule, rule_losses, rule_errors = choice.rule, choice.losses, choice.standard_errors
+        say(
+            f"background rule by wild validation log loss: {rule_losses} (standard errors of the difference "
+            f"with {choice.lowest}: {rule_errors}) -> {rule}"
         )
-        say(f"background rule by wild validation log loss: {rule_losses} -> {rule}")
     neg_items = [(sha, load) for sha, load in zip(plan.negative_hashes, data.negatives, strict=True)]
     items = [(s.sha256, s.load) for s in samples]
     neg_sq = (
@@ -440,6 +444,7 @@ def train_model(
         "text": listing.report,
         "background_rule": rule,
         "background_rule_val_log_loss": rule_losses or None,
+        "background_rule_val_standard_error": rule_errors or None,
         "config": _config_record(config),
         "counts": {
             "train": int(train.size),
