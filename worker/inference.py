@@ -66,20 +66,25 @@ def inference_run(
     )
 
 
-def similar_payload(items: Sequence[SimilarItem], *, limit: int = SIMILAR_SHOWN) -> list[dict[str, Any]]:
+def similar_payload(
+    items: Sequence[SimilarItem], *, limit: int = SIMILAR_SHOWN, brand: str | None = None
+) -> list[dict[str, Any]]:
     """Catalog details for similarity hits: ``[{"product_id", "name", "brand", "price_usd", "score", "image_url"}]``.
 
     One hit per product family: a hit whose (brand, name) already appeared above it (another edition of
     the same title, at another price) is dropped, so a title never repeats; at most ``limit`` hits. Hits
-    whose product was deleted or unlisted since training are dropped; order is kept.
+    whose product was deleted or unlisted since training are dropped. With ``brand`` (the slug the
+    prediction answered), that brand's products come first and other brands only fill the places it
+    leaves, so an "adidas" answer does not list a Nike shoe above an Adidas one; otherwise (and within each
+    group) the index's order, most similar first, is kept.
     """
     products = product_get_many(ids=[item.product_id for item in items])
+    found = [(item, products[item.product_id]) for item in items if item.product_id in products]
+    if brand is not None:
+        found.sort(key=lambda pair: pair[1].brand.slug != brand)  # stable: similarity order within each group
     payload = []
     families: set[tuple[int, str]] = set()
-    for item in items:
-        product = products.get(item.product_id)
-        if product is None:
-            continue
+    for item, product in found:
         family = (product.brand_id, product.name.casefold())
         if family in families:
             continue
@@ -108,7 +113,7 @@ def result_payload(result: Any) -> dict[str, Any]:
     shoe model, or None when the model head is not sure, when the photo is refused, or when the artifact
     has no model head), ``models`` (top-k ``{"name", "brand", "probability"}``, kept as candidates when
     not sure), ``price_usd`` (``{"estimate", "low", "high"}`` in USD or None), ``similar`` (see
-    ``similar_payload``), ``timings_ms``. Shared by the task (stored on the prediction) and
+    ``similar_payload``: the answered brand's products first), ``timings_ms``. Shared by the task (stored on the prediction) and
     ``manage.py predict``.
     """
     brands = [{"name": score.brand, "probability": round(float(score.probability), 4)} for score in result.brands]
@@ -123,13 +128,14 @@ def result_payload(result: Any) -> dict[str, Any]:
         for score in result.models
     ]
     sure_of_model = models and abstain is None and not result.model_uncertain
+    answered = brands[0]["name"] if brands and abstain is None else None
     return {
-        "brand": brands[0]["name"] if brands and abstain is None else None,
+        "brand": answered,
         "brands": brands,
         "abstain": abstain,
         "model": models[0]["name"] if sure_of_model else None,
         "models": models,
         "price_usd": price,
-        "similar": similar_payload(result.similar),
+        "similar": similar_payload(result.similar, brand=answered),
         "timings_ms": {key: round(float(value), 1) for key, value in result.timings_ms.items()},
     }

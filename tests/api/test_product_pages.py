@@ -89,6 +89,20 @@ def test_similar_payload_keeps_one_hit_per_product_family_and_at_most_the_limit(
     assert payload[0]["product_id"] == first.id and edition.id not in [item["product_id"] for item in payload]
 
 
+def test_similar_payload_puts_the_answered_brands_products_first_in_similarity_order():
+    adidas, nike = BrandFactory(slug="adidas"), BrandFactory(slug="nike")
+    nike_close = ProductFactory(brand=nike, name="Nike Cortez")
+    adidas_a = ProductFactory(brand=adidas, name="Adidas Samba")
+    nike_far = ProductFactory(brand=nike, name="Nike Blazer")
+    adidas_b = ProductFactory(brand=adidas, name="Adidas Gazelle")
+    hits = [SimilarItem(p.id, 0.9 - i / 10) for i, p in enumerate([nike_close, adidas_a, nike_far, adidas_b])]
+
+    answered = [item["product_id"] for item in similar_payload(hits, limit=3, brand="adidas")]
+    assert answered == [adidas_a.id, adidas_b.id, nike_close.id]  # other brands only fill the places left
+    unanswered = [item["product_id"] for item in similar_payload(hits, limit=3)]
+    assert unanswered == [nike_close.id, adidas_a.id, nike_far.id]  # an abstention keeps pure similarity
+
+
 def test_similar_payload_shows_each_products_first_photo_and_reads_only_that_one(django_assert_max_num_queries):
     """A named model has dozens of photos; a hit needs its first (lowest id) only, and no more rows are read."""
     brand = BrandFactory(slug="nike")
