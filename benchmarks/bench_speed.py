@@ -38,7 +38,7 @@ Sections (``--sections``, all by default):
     guess differs from the default's, median background time, how many photos the remover ran on. Variants
     (``--background-variants``): the serving remover (``SNEAKERS_BACKGROUND_INPUT_SIZE``) skipped on plain
     backgrounds (the default rule), the same always, the confidence cascade (``Pipeline(skip_removal_above=...)``)
-    at 0.9 and 0.95, U^2-Net-p at a 320, 256, 224, 192 or 160 px input (``U2NetpRemover(input_size=...)``), U^2-Net-p
+    at 0.9 and 0.95, U^2-Net-p at a 320, 256, 224, 192, 160 or 128 px input (``U2NetpRemover(input_size=...)``), U^2-Net-p
     int8 (when ``--int8 FILE`` names a quantised model), the serving size on onnxruntime (``onnxruntime``) or on
     OpenVINO at bfloat16 (``bf16``), GrabCut, none.
 ``embed``
@@ -108,7 +108,7 @@ TARGETS = {
 uploads accepted per second."""
 BACKGROUND_VARIANTS = [
     "default", "always", "cascade-0.9", "cascade-0.95", "u2netp-320", "u2netp-256", "u2netp-224", "u2netp-192",
-    "u2netp-160", "int8",
+    "u2netp-160", "u2netp-128", "int8",
     "onnxruntime", "bf16", "grabcut", "none",
 ]  # fmt: skip
 """Ways of handling the background that section ``background`` can compare (``--background-variants``)."""
@@ -671,7 +671,7 @@ def background_child(var_dir: Path, int8: str, side: str, names: list[str]) -> N
         "cascade-0.95": lambda: (f"U^2-Net-p at {size} px, cascade at 0.95", base.remover, True, 0.95),
         **{
             f"u2netp-{px}": lambda px=px: (f"U^2-Net-p at {px} px", U2NetpRemover(path, input_size=px), True, None)
-            for px in (320, 256, 224, 192, 160)
+            for px in (320, 256, 224, 192, 160, 128)
         },
         "int8": lambda: ("U^2-Net-p int8 at 320 px", U2NetpRemover(int8, runtime="native"), True, None),
         "onnxruntime": lambda: (

@@ -274,7 +274,7 @@ def test_the_serving_remover_takes_its_threads_from_the_hosts_busy_marks(setting
         remover = runtime.remover_get()
         occupancy = runtime.occupancy_get()
         assert remover.threads_now == occupancy.threads_now
-        assert remover.input_size == settings.SNEAKERS_BACKGROUND_INPUT_SIZE == 256  # the default
+        assert remover.input_size == settings.SNEAKERS_BACKGROUND_INPUT_SIZE == 160  # the default
         cores = occupancy.cores
         assert remover.threads_now() == cores
         with Occupancy(tmp_path / "slots", cores=cores).held():

@@ -92,6 +92,15 @@ class Remover(Protocol):
         ...
 
 
+def remover_cache_key(remover: Remover | None) -> str:
+    """A name for what ``remover`` makes, for caches of prepared photos: its ``cache_key`` when it has one
+    (U^2-Net-p: ``u2netp-<input px>-<precision>``, since the input size and precision change its masks), else
+    its ``name``; ``"none"`` for None."""
+    if remover is None:
+        return "none"
+    return str(getattr(remover, "cache_key", remover.name))
+
+
 def composite_on_white(rgb: np.ndarray, mask: np.ndarray) -> np.ndarray:
     """Alpha-blend a photo onto white: ``rgb * mask + 255 * (1 - mask)``.
 
@@ -199,6 +208,8 @@ class U2NetpRemover:
 
     Attributes:
         runtime: the runtime in use, ``"openvino"`` or ``"onnxruntime"``.
+        cache_key: ``u2netp-<input_size>-<precision>``, what caches of prepared photos are keyed by
+            (``remover_cache_key``): the masks change with either.
 
     Raises:
         ModelError: the file is missing, the runtime cannot load it, or ``openvino`` is asked for and not
@@ -239,6 +250,7 @@ class U2NetpRemover:
         if precision != "f32" and self.runtime != "openvino":
             raise ValueError(f"U^2-Net-p precision {precision!r} needs the openvino runtime")
         self.precision = precision
+        self.cache_key = f"{self.name}-{input_size}-{precision}"
         self._sessions: dict[int | None, Any] = {}
         self._sessions_lock = threading.Lock()
         if self.runtime == "openvino":

@@ -1,14 +1,17 @@
 """The background rule a training run chooses (``choose_background_rule``): lowest validation log loss,
-with ``always`` kept only when it beats ``skip-plain`` by more than one standard error."""
+with ``always`` kept only when it beats ``skip-plain`` by more than one standard error; the cache of prepared
+photo squares the rule is chosen on, keyed by what the remover makes."""
 
 from __future__ import annotations
 
 import numpy as np
 
+from tests.unit.ml.ml_helpers import draw_shoe, to_bytes
+from worker.ml.background import Cutout, NoRemover, composite_on_white, remover_cache_key
 from worker.ml.metrics import log_loss, log_loss_rows
 from worker.ml.training import TrainingConfig
 from worker.ml.training.fitting import choose_background_rule
-from worker.ml.training.photos import Embedded
+from worker.ml.training.photos import Embedded, photo_squares
 from worker.ml.training.splits import Split
 
 BRANDS = np.array(["a", "b"])
@@ -77,3 +80,37 @@ def test_never_wins_only_with_the_lowest_loss():
     # Removing hurts a little: on these all-plain photos skip-plain and never see the same embeddings.
     assert choice.losses["never"] == choice.losses["skip-plain"] < choice.losses["always"]
     assert choice.rule == "skip-plain"  # ties go to skip-plain
+
+
+class _BoxRemover:
+    """A stand-in remover: keeps a central box of ``share`` of each side, white elsewhere."""
+
+    name = "box"
+
+    def __init__(self, share: float) -> None:
+        self.share = share
+        self.cache_key = f"box-{share}"
+        self.calls = 0
+
+    def __call__(self, rgb: np.ndarray) -> Cutout:
+        self.calls += 1
+        h, w = rgb.shape[:2]
+        mask = np.zeros((h, w), np.float32)
+        dy, dx = int(h * (1 - self.share) / 2), int(w * (1 - self.share) / 2)
+        mask[dy : h - dy, dx : w - dx] = 1.0
+        return Cutout(image=composite_on_white(rgb, mask), mask=mask, method=self.name)
+
+
+def test_cached_squares_are_keyed_by_what_the_remover_makes(tiny_backbone, tmp_path):
+    """Two removers of one name that make different masks (U^2-Net-p at two input sizes) never share cached
+    squares, and the same remover's second pass reads the cache instead of running again."""
+    data = to_bytes(draw_shoe((200, 40, 40), seed=0, size=(160, 120), background="noise"))
+    items = [("a" * 64, lambda: data)]
+    wide, narrow = _BoxRemover(0.9), _BoxRemover(0.5)
+    first = photo_squares(items, tiny_backbone, wide, tmp_path, "always")
+    second = photo_squares(items, tiny_backbone, narrow, tmp_path, "always")
+    assert wide.calls == 1 and narrow.calls == 1
+    assert not np.array_equal(first.removed, second.removed)
+    again = photo_squares(items, tiny_backbone, wide, tmp_path, "always")
+    assert wide.calls == 1 and np.array_equal(again.removed, first.removed)
+    assert remover_cache_key(None) == "none" and remover_cache_key(NoRemover()) == "none"

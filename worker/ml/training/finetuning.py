@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from worker.ml.backbone import l2_normalise, tap_scale
-from worker.ml.background import Remover
+from worker.ml.background import Remover, remover_cache_key
 from worker.ml.heads import BrandHead
 from worker.ml.images import DEFAULT_MAX_SIDE, load_rgb
 from worker.ml.preprocessing import prepare_photo
@@ -105,7 +105,7 @@ def finetune_variant(
         balanced=config.balanced_copies,
     )
     say(f"augmented copies per training photo: {per_brand}; {len(scenes.images)} scene photos")
-    remover_name = remover.name if remover is not None else "none"
+    remover_name = remover_cache_key(remover)
     # "phone1": worker.ml.augment.phone_photo; bump it when the augmentation changes (stale caches).
     tag = f"{backbone.fingerprint}-{cut}-phone1-{scenes.fingerprint}-s{seed}-{remover_name}"
     folder = Path(workdir) / "activations" / tag if workdir is not None else None

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from worker.ml.backbone import l2_normalise
-from worker.ml.background import Remover
+from worker.ml.background import Remover, remover_cache_key
 from worker.ml.images import DEFAULT_MAX_SIDE, has_plain_background, load_rgb
 from worker.ml.preprocessing import prepare_photo
 
@@ -57,7 +57,7 @@ def photo_squares(
     copy of ``raw``), which saves ~0.5 s per plain photo. ``progress(done, N)`` is called after each photo,
     cached or not."""
     raws, removeds, plains = [], [], []
-    tag = remover.name if remover is not None else "none"
+    tag = f"{remover_cache_key(remover)}-{backbone.input_size}"
     for done, (sha, load) in enumerate(items, start=1):
         path = folder / f"{sha}.{tag}.{rule or 'all'}.npz" if folder is not None else None
         if path is not None and path.exists():
