@@ -167,6 +167,7 @@ def _pipeline_build(model_version: ModelVersion):
         max_pixels=settings.SNEAKERS_UPLOAD_MAX_PIXELS,
         skip_removal_above=settings.SNEAKERS_BACKGROUND_SKIP_CONFIDENCE or None,
         serve=_backbone_serve,
+        background_rule=settings.SNEAKERS_BACKGROUND_RULE or None,
     )
 
 

@@ -191,6 +191,14 @@ SNEAKERS_BACKGROUND_INPUT_SIZE = env.int("SNEAKERS_BACKGROUND_INPUT_SIZE", defau
 # Confidence cascade (README "Speed"): skip background removal when the brand head is at least this sure of the
 # photo as it is; 0 turns it off (the default until it is measured on more real-world photos than 154).
 SNEAKERS_BACKGROUND_SKIP_CONFIDENCE = env.float("SNEAKERS_BACKGROUND_SKIP_CONFIDENCE", default=0.0)
+# When background removal runs: empty (the default) follows the rule the model's training chose on validation photos;
+# skip-plain, always or never override it (README "Speed": skip-plain doubles catalogue-shot throughput when the
+# model chose always, at a measured cost in accuracy).
+SNEAKERS_BACKGROUND_RULE = env.str("SNEAKERS_BACKGROUND_RULE", default="")
+if SNEAKERS_BACKGROUND_RULE not in ("", "skip-plain", "always", "never"):
+    raise ImproperlyConfigured(
+        f"SNEAKERS_BACKGROUND_RULE must be empty, skip-plain, always or never, not {SNEAKERS_BACKGROUND_RULE!r}"
+    )
 # A photo whose background is removed while the host's other inference processes are idle uses every core
 # (worker.ml.occupancy: busy marks are locks on slot files in this folder); beside busy ones, its own threads.
 SNEAKERS_INFERENCE_SHARE_CORES = env.bool("SNEAKERS_INFERENCE_SHARE_CORES", default=True)

@@ -258,6 +258,24 @@ def test_the_background_cascade_setting_reaches_the_serving_pipeline(tiny_model,
     runtime.clear()
 
 
+def test_the_background_rule_setting_overrides_the_models_rule(tiny_model, settings):
+    from registry import runtime
+
+    try:
+        trained = runtime.pipeline_get(tiny_model)
+        assert trained.background_rule == trained.artifact.metadata.get("background_rule", "skip-plain")
+        for rule, skip_plain in (("always", False), ("skip-plain", True)):
+            settings.SNEAKERS_BACKGROUND_RULE = rule
+            runtime.clear()
+            pipeline = runtime.pipeline_get(tiny_model)
+            assert pipeline.background_rule == rule and pipeline.skip_plain is skip_plain
+        settings.SNEAKERS_BACKGROUND_RULE = "never"
+        runtime.clear()
+        assert runtime.pipeline_get(tiny_model).remover.name == "none"
+    finally:
+        runtime.clear()
+
+
 @pytest.mark.shared_data
 def test_the_serving_remover_takes_its_threads_from_the_hosts_busy_marks(settings, tmp_path):
     """With SNEAKERS_INFERENCE_SHARE_CORES the U^2-Net-p remover asks the host's occupancy before each photo

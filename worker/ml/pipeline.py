@@ -90,7 +90,10 @@ class Pipeline:
         backbone: the backbone the artifact was trained with.
         remover: background remover, or None for none (photos used as they are).
         skip_plain: skip background removal for photos on a plain light background; None: follow the
-            artifact's ``background_rule`` (``never`` also drops the remover).
+            background rule (``never`` also drops the remover).
+        background_rule: one of ``BACKGROUND_RULES`` to apply instead of the artifact's ``background_rule``
+            (which training chose on validation photos); None: the artifact's. E.g. ``skip-plain`` for a shop
+            whose uploads are mostly catalogue shots, where ``always`` costs a U^2-Net-p run each.
         max_bytes: upload size limit in bytes for ``predict``.
         max_pixels: pixel-count limit for ``predict``.
         skip_removal_above: a confidence cascade for photos without a plain background: first embed the
@@ -126,6 +129,7 @@ class Pipeline:
         max_bytes: int = DEFAULT_MAX_BYTES,
         max_pixels: int = DEFAULT_MAX_PIXELS,
         skip_removal_above: float | None = None,
+        background_rule: str | None = None,
     ) -> None:
         if skip_removal_above is not None and not 0.0 < skip_removal_above <= 1.0:
             raise ValueError(f"skip_removal_above must be in (0, 1], got {skip_removal_above}")
@@ -150,9 +154,12 @@ class Pipeline:
             raise ModelError(
                 f"footwear detector reads {artifact.footwear.dim}-d features, backbone gives {backbone.aux_dim}"
             )
+        if background_rule is not None and background_rule not in BACKGROUND_RULES:
+            raise ValueError(f"unknown background rule {background_rule!r}; expected one of {BACKGROUND_RULES}")
         rule = str(artifact.metadata.get("background_rule", "skip-plain"))
         if rule not in BACKGROUND_RULES:
             raise ModelError(f"unknown background rule {rule!r} in artifact metadata")
+        rule = background_rule or rule
         if skip_plain is None:
             skip_plain = rule == "skip-plain"
             if rule == "never":
@@ -370,8 +377,10 @@ def load_pipeline(
     max_pixels: int = DEFAULT_MAX_PIXELS,
     skip_removal_above: float | None = None,
     serve: Callable[[Backbone], object] | None = None,
+    background_rule: str | None = None,
 ) -> Pipeline:
-    """A ``Pipeline`` from an artifact folder (``skip_removal_above``: ``Pipeline``'s confidence cascade).
+    """A ``Pipeline`` from an artifact folder (``skip_removal_above``: ``Pipeline``'s confidence cascade;
+    ``background_rule``: ``Pipeline``'s override of the artifact's rule).
 
     ``serve`` is called with each backbone this function loads itself (a fine-tuned artifact's own, or one
     set up anew), e.g. to run it on OpenVINO (``Backbone.serve_with``); a ``backbone`` given is used as it is.
@@ -380,12 +389,13 @@ def load_pipeline(
     otherwise ``backbone`` (already loaded) or, failing that, ``Backbone(backbone_path)``, set up as the
     artifact's ``BackboneSpec`` says (``BackboneSpec.from_metadata``: older artifacts at 224 px without
     taps, or 320 px with taps; a loaded backbone set up otherwise is reloaded from its file with it).
-    The background rule, footwear detector, model head, open-set rule and thresholds come from the
-    artifact.
+    The background rule (unless ``background_rule`` is given), footwear detector, model head, open-set rule and
+    thresholds come from the artifact.
 
     Raises:
         ModelError: artifact or backbone files missing or corrupt, or trained with another backbone.
-        ValueError: neither ``backbone`` nor ``backbone_path`` given for a head-only artifact.
+        ValueError: neither ``backbone`` nor ``backbone_path`` given for a head-only artifact, or an unknown
+            ``background_rule``.
     """
     from worker.ml.backbone import Backbone as _Backbone
 
@@ -414,6 +424,7 @@ def load_pipeline(
         max_bytes=max_bytes,
         max_pixels=max_pixels,
         skip_removal_above=skip_removal_above,
+        background_rule=background_rule,
     )
 
 

@@ -352,6 +352,12 @@ def test_pipeline_refuses_a_mismatched_backbone(trained, tiny_backbone):
         Pipeline(wrong_dim, tiny_backbone, None)
 
 
+def test_pipeline_refuses_an_unknown_background_rule_override(trained, tiny_backbone):
+    _, result = trained
+    with pytest.raises(ValueError, match="unknown background rule"):
+        Pipeline(result.artifact, tiny_backbone, None, skip_plain=None, background_rule="sometimes")
+
+
 def test_load_pipeline_sets_the_backbone_up_as_the_artifact_was_trained(trained, tiny_backbone, tmp_path):
     from worker.ml.backbone import INPUT_SIZE, file_fingerprint
     from worker.ml.pipeline import load_pipeline
