@@ -38,9 +38,9 @@ Sections (``--sections``, all by default):
     guess differs from the default's, median background time, how many photos the remover ran on. Variants
     (``--background-variants``): the serving remover (``SNEAKERS_BACKGROUND_INPUT_SIZE``) skipped on plain
     backgrounds (the default rule), the same always, the confidence cascade (``Pipeline(skip_removal_above=...)``)
-    at 0.9 and 0.95, U^2-Net-p at a 320, 256, 224, 192, 160 or 128 px input (``U2NetpRemover(input_size=...)``), U^2-Net-p
-    int8 (when ``--int8 FILE`` names a quantised model), the serving size on onnxruntime (``onnxruntime``) or on
-    OpenVINO at bfloat16 (``bf16``), GrabCut, none.
+    at 0.9 and 0.95, U^2-Net-p at a 320, 256, 224, 192, 160 or 128 px input (``U2NetpRemover(input_size=...)``),
+    U^2-Net-p int8 (when ``--int8 FILE`` names a quantised model), the serving size on onnxruntime
+    (``onnxruntime``) or on OpenVINO at bfloat16 (``bf16``), GrabCut, none.
 ``embed``
     Training-time embedding throughput (batches of 32 catalogue squares through the backbone, on TensorFlow and
     on OpenVINO) against the

@@ -113,8 +113,8 @@ def result_payload(result: Any) -> dict[str, Any]:
     shoe model, or None when the model head is not sure, when the photo is refused, or when the artifact
     has no model head), ``models`` (top-k ``{"name", "brand", "probability"}``, kept as candidates when
     not sure), ``price_usd`` (``{"estimate", "low", "high"}`` in USD or None), ``similar`` (see
-    ``similar_payload``: the answered brand's products first), ``timings_ms``. Shared by the task (stored on the prediction) and
-    ``manage.py predict``.
+    ``similar_payload``: the answered brand's products first), ``timings_ms``. Shared by the task (stored on the
+    prediction) and ``manage.py predict``.
     """
     brands = [{"name": score.brand, "probability": round(float(score.probability), 4)} for score in result.brands]
     price = None
