@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Final
+from typing import Any
 
 import numpy as np
 
@@ -205,11 +205,6 @@ def fit_variant(
     return VariantFit(name=name, fit=fit, val=figures, vectors=vectors, mirrored=mirrored, wild=wild)
 
 
-RULE_COST: Final = {"never": 0, "skip-plain": 1, "always": 2}
-"""How many photos each background rule sends through the remover, in order (``always`` also runs it on
-plain-background photos, about 300 ms of U^2-Net-p each on one CPU thread)."""
-
-
 @dataclass(frozen=True, eq=False)
 class RuleChoice:
     """The test-time background rule and the validation figures that chose it.
@@ -242,8 +237,7 @@ def choose_background_rule(
     catalog-only, uncalibrated brand head (the probe).
 
     One-standard-error rule (Breiman, Friedman, Olshen and Stone, "Classification and Regression Trees",
-    1984, section 3.4.3; Hastie, Tibshirani and Friedman, "The Elements of Statistical Learning", 2nd ed.,
-    section 7.10): ``skip-plain`` is kept instead of ``always`` unless ``always``'s mean loss is lower by
+    1984; Hastie, Tibshirani and Friedman, "The Elements of Statistical Learning", 2nd ed., section 7.10): ``skip-plain`` is kept instead of ``always`` unless ``always``'s mean loss is lower by
     more than the standard error of the mean per-photo difference (``std(ddof=1) / sqrt(n)``, the photos
     paired), since ``always`` costs one more U^2-Net-p run on every plain-background photo. ``never`` is
     chosen only when its loss is the lowest, since it also gives up the cut-out that the result page shows.
