@@ -237,10 +237,11 @@ def choose_background_rule(
     catalog-only, uncalibrated brand head (the probe).
 
     One-standard-error rule (Breiman, Friedman, Olshen and Stone, "Classification and Regression Trees",
-    1984; Hastie, Tibshirani and Friedman, "The Elements of Statistical Learning", 2nd ed., section 7.10): ``skip-plain`` is kept instead of ``always`` unless ``always``'s mean loss is lower by
-    more than the standard error of the mean per-photo difference (``std(ddof=1) / sqrt(n)``, the photos
-    paired), since ``always`` costs one more U^2-Net-p run on every plain-background photo. ``never`` is
-    chosen only when its loss is the lowest, since it also gives up the cut-out that the result page shows.
+    1984; Hastie, Tibshirani and Friedman, "The Elements of Statistical Learning", 2nd ed., section 7.10):
+    ``skip-plain`` is kept instead of ``always`` unless ``always``'s mean loss is lower by more than the
+    standard error of the mean per-photo difference (``std(ddof=1) / sqrt(n)``, the photos paired), since
+    ``always`` costs one more U^2-Net-p run on every plain-background photo. ``never`` is chosen only when its
+    loss is the lowest, since it also gives up the cut-out that the result page shows.
 
     Args:
         vectors: ``(N, D) float32`` catalog embeddings; ``mirrored`` their flipped copies or None.
