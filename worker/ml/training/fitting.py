@@ -37,7 +37,6 @@ from worker.ml.heads import (
 from worker.ml.metrics import (
     classification_metrics,
     expected_calibration_error,
-    log_loss,
     log_loss_rows,
     price_metrics,
 )
@@ -48,16 +47,22 @@ from worker.ml.training.splits import Split
 from worker.ml.unknown_brand import OPEN_SET_FITTERS, UnknownBrandRule, choose_known_threshold, resolve_kind
 
 
-def val_log_loss(head: BrandHead, vectors: np.ndarray, labels: np.ndarray) -> float:
-    """Log loss (``worker.ml.metrics.log_loss``) of ``head`` on the ``(N, D)`` rows whose label it knows
-    (NaN when none)."""
+def val_log_loss_rows(head: BrandHead, vectors: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    """``(K,) float64`` per-row log loss (``worker.ml.metrics.log_loss_rows``, nats) of ``head`` on the
+    ``(N, D)`` rows whose label it knows, in their order (``K = 0`` when none)."""
     known = np.isin(labels, head.classes)
     if not known.any():
-        return float("nan")
+        return np.zeros(0, dtype=np.float64)
     index = {name: i for i, name in enumerate(head.classes)}
     truth = np.asarray([index[label] for label in labels[known]], dtype=np.int64)
-    value = log_loss(head.predict_proba(vectors[known]), truth)
-    return float("nan") if value is None else value
+    return log_loss_rows(head.predict_proba(vectors[known]), truth)
+
+
+def val_log_loss(head: BrandHead, vectors: np.ndarray, labels: np.ndarray) -> float:
+    """Log loss (the mean of ``val_log_loss_rows``) of ``head`` on the ``(N, D)`` rows whose label it knows
+    (NaN when none)."""
+    rows = val_log_loss_rows(head, vectors, labels)
+    return float(rows.mean()) if rows.size else float("nan")
 
 
 @dataclass(frozen=True, eq=False)
@@ -255,20 +260,14 @@ def choose_background_rule(
     """
     train_x, train_y = catalog_training_rows(vectors, mirrored, labels, split)
     probe = fit_classifier(train_x, train_y, vectors[split.val], labels[split.val], config=config, calibrate=False).head
-    val_labels = wild_labels[wild_val]
-    known = np.isin(val_labels, probe.classes)
-    if not known.any():
+    rows = {r: val_log_loss_rows(probe, wild.normalised(r)[wild_val], wild_labels[wild_val]) for r in BACKGROUND_RULES}
+    n = rows["skip-plain"].size  # the same photos under every rule
+    if n == 0:
         nan = {r: float("nan") for r in BACKGROUND_RULES}
         return RuleChoice("skip-plain", nan, dict(nan), "skip-plain")
-    index = {name: i for i, name in enumerate(probe.classes)}
-    truth = np.asarray([index[label] for label in val_labels[known]], dtype=np.int64)
-    rows = {r: log_loss_rows(probe.predict_proba(wild.normalised(r)[wild_val][known]), truth) for r in BACKGROUND_RULES}
     losses = {r: float(v.mean()) for r, v in rows.items()}
     lowest = min(losses, key=lambda r: (losses[r], r != "skip-plain"))
-    errors = {
-        r: float(np.std(rows[r] - rows[lowest], ddof=1) / np.sqrt(truth.size)) if truth.size > 1 else 0.0
-        for r in BACKGROUND_RULES
-    }
+    errors = {r: float(np.std(rows[r] - rows[lowest], ddof=1) / np.sqrt(n)) if n > 1 else 0.0 for r in BACKGROUND_RULES}
     rule = lowest
     if lowest == "always" and losses["skip-plain"] - losses["always"] <= errors["skip-plain"]:
         rule = "skip-plain"
