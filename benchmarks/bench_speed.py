@@ -107,8 +107,8 @@ TARGETS = {
 """Issue 10's targets: real-world photos/s ratio to the seed app, p50 one at a time, catalogue photos/s,
 uploads accepted per second."""
 BACKGROUND_VARIANTS = [
-    "default", "always", "cascade-0.9", "cascade-0.95", "u2netp-320", "u2netp-256", "u2netp-224", "u2netp-192",
-    "u2netp-160", "u2netp-128", "int8",
+    "default", "always", "skip-plain", "cascade-0.9", "cascade-0.95",
+    "u2netp-320", "u2netp-256", "u2netp-224", "u2netp-192", "u2netp-160", "u2netp-128", "int8",
     "onnxruntime", "bf16", "grabcut", "none",
 ]  # fmt: skip
 """Ways of handling the background that section ``background`` can compare (``--background-variants``)."""
@@ -659,34 +659,31 @@ def background_child(var_dir: Path, int8: str, side: str, names: list[str]) -> N
         photos = styled_on_side(json.load(handle), side)
     path = settings.SNEAKERS_BACKGROUND_MODEL_PATH
     size = getattr(base.remover, "input_size", None)
+    rule = base.skip_plain  # the serving rule (the model's, or SNEAKERS_BACKGROUND_RULE): plain photos skipped?
     made = {
-        "default": lambda: (
-            f"U^2-Net-p at {size} px, skipped on plain backgrounds (default)",
-            base.remover,
-            True,
-            None,
-        ),
+        "default": lambda: (f"U^2-Net-p at {size} px, rule {base.background_rule} (default)", base.remover, rule, None),
         "always": lambda: (f"U^2-Net-p at {size} px always", base.remover, False, None),
-        "cascade-0.9": lambda: (f"U^2-Net-p at {size} px, cascade at 0.9", base.remover, True, 0.9),
-        "cascade-0.95": lambda: (f"U^2-Net-p at {size} px, cascade at 0.95", base.remover, True, 0.95),
+        "skip-plain": lambda: (f"U^2-Net-p at {size} px, skipped on plain backgrounds", base.remover, True, None),
+        "cascade-0.9": lambda: (f"U^2-Net-p at {size} px, cascade at 0.9", base.remover, rule, 0.9),
+        "cascade-0.95": lambda: (f"U^2-Net-p at {size} px, cascade at 0.95", base.remover, rule, 0.95),
         **{
-            f"u2netp-{px}": lambda px=px: (f"U^2-Net-p at {px} px", U2NetpRemover(path, input_size=px), True, None)
+            f"u2netp-{px}": lambda px=px: (f"U^2-Net-p at {px} px", U2NetpRemover(path, input_size=px), rule, None)
             for px in (320, 256, 224, 192, 160, 128)
         },
-        "int8": lambda: ("U^2-Net-p int8 at 320 px", U2NetpRemover(int8, runtime="native"), True, None),
+        "int8": lambda: ("U^2-Net-p int8 at 320 px", U2NetpRemover(int8, runtime="native"), rule, None),
         "onnxruntime": lambda: (
             f"U^2-Net-p at {size} px on onnxruntime",
             U2NetpRemover(path, input_size=size, runtime="native"),
-            True,
+            rule,
             None,
         ),
         "bf16": lambda: (
             f"U^2-Net-p at {size} px, OpenVINO bfloat16",
             U2NetpRemover(path, input_size=size, runtime="openvino", precision="bf16"),
-            True,
+            rule,
             None,
         ),
-        "grabcut": lambda: ("GrabCut", GrabCutRemover(), True, None),
+        "grabcut": lambda: ("GrabCut", GrabCutRemover(), rule, None),
         "none": lambda: ("none", None, False, None),
     }
     variants = [made[name]() for name in names if name != "int8" or int8]
@@ -715,7 +712,7 @@ def bench_background(args: argparse.Namespace) -> None:
           "active model's split), "
           f"1 thread ({uptime()}) ==")  # fmt: skip
     env = {**os.environ, "OMP_NUM_THREADS": "1", "TF_NUM_INTRAOP_THREADS": "1", "TF_NUM_INTEROP_THREADS": "1",
-           "TF_CPP_MIN_LOG_LEVEL": "2", "SNEAKERS_INFERENCE_SHARE_CORES": "false"}  # fmt: skip
+           "TF_CPP_MIN_LOG_LEVEL": "2", "SNEAKERS_INFERENCE_SHARE_CORES": "false", **EXTRA_ENV}  # fmt: skip
     env.pop("DATABASE_URL", None)
     env.pop("CELERY_BROKER_URL", None)
     done = subprocess.run(

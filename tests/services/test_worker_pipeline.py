@@ -251,7 +251,9 @@ def test_named_models_get_a_model_head_and_results_carry_model_candidates(settin
 def test_the_background_cascade_setting_reaches_the_serving_pipeline(tiny_model, settings):
     from registry import runtime
 
-    assert runtime.pipeline_get(tiny_model).skip_removal_above is None  # 0: off, the default
+    settings.SNEAKERS_BACKGROUND_SKIP_CONFIDENCE = 0.0  # off
+    runtime.clear()
+    assert runtime.pipeline_get(tiny_model).skip_removal_above is None
     settings.SNEAKERS_BACKGROUND_SKIP_CONFIDENCE = 0.95
     runtime.clear()
     assert runtime.pipeline_get(tiny_model).skip_removal_above == 0.95

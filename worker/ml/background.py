@@ -201,15 +201,17 @@ class U2NetpRemover:
             ``session.intra_op.allow_spinning``).
         runtime: ``auto``, ``openvino`` or ``native`` (onnxruntime); see ``worker.ml.runtimes``. With ``auto``, a
             file OpenVINO cannot read runs on onnxruntime (with a warning in the log).
-        precision: ``f32`` (the network's own), or ``bf16``: OpenVINO computes in bfloat16 on CPUs that have
-            it (AVX-512 BF16, AMX), about half the time; masks agreed with float32's at a median IoU of 0.99
+        precision: ``f32`` (the network's own), ``bf16``: OpenVINO computes in bfloat16 on CPUs that have it
+            (AVX-512 BF16, AMX), about 0.6 times the time; masks agreed with float32's at a median IoU of 0.99
             (10th percentile 0.94) on 97 ``sneakers_wild`` photos, and what that costs in brand top-1 is
-            measured in ``benchmarks/bench_speed.py`` section ``background`` (variant ``bf16``).
+            measured in ``benchmarks/bench_speed.py`` section ``background`` (variant ``bf16``); or ``auto``:
+            ``bf16`` on OpenVINO with such a CPU, else ``f32`` (``worker.ml.runtimes.precision_resolve``).
 
     Attributes:
         runtime: the runtime in use, ``"openvino"`` or ``"onnxruntime"``.
-        cache_key: ``u2netp-<input_size>-<precision>``, what caches of prepared photos are keyed by
-            (``remover_cache_key``): the masks change with either.
+        precision: the precision in use, ``"f32"`` or ``"bf16"`` (``auto`` resolved).
+        cache_key: ``u2netp-<input_size>-<precision>`` (the precision in use), what caches of prepared photos are
+            keyed by (``remover_cache_key``): the masks change with either.
 
     Raises:
         ModelError: the file is missing, the runtime cannot load it, or ``openvino`` is asked for and not
@@ -233,7 +235,7 @@ class U2NetpRemover:
     ) -> None:
         import onnxruntime as ort
 
-        from worker.ml.runtimes import runtime_resolve
+        from worker.ml.runtimes import precision_resolve, runtime_resolve
 
         path = Path(model_path)
         if not path.is_file():
@@ -247,21 +249,22 @@ class U2NetpRemover:
         self.threads_now = threads_now
         cuda = "CUDAExecutionProvider" in ort.get_available_providers()
         self.runtime = "openvino" if runtime_resolve(runtime, gpu=cuda) == "openvino" else "onnxruntime"
-        if precision != "f32" and self.runtime != "openvino":
+        self.precision = precision_resolve(precision, runtime=self.runtime)
+        if self.precision != "f32" and self.runtime != "openvino":
             raise ValueError(f"U^2-Net-p precision {precision!r} needs the openvino runtime")
-        self.precision = precision
-        self.cache_key = f"{self.name}-{input_size}-{precision}"
         self._sessions: dict[int | None, Any] = {}
         self._sessions_lock = threading.Lock()
         if self.runtime == "openvino":
             try:
                 self._network = self._openvino_network()
             except ModelError as exc:
-                if runtime != "auto" or precision != "f32":
+                if runtime != "auto" or precision == "bf16":
                     raise
                 # A file OpenVINO cannot take may still run on onnxruntime (a corrupt one fails there too).
                 logger.warning("U^2-Net-p falls back to onnxruntime: %s", exc)
                 self.runtime = "onnxruntime"
+                self.precision = "f32"
+        self.cache_key = f"{self.name}-{input_size}-{self.precision}"
         if self.runtime == "onnxruntime":
             self._model: str | bytes = str(path) if input_size == U2NET_SIZE else free_spatial_dims(path)
             inputs = self._session(self.threads).get_inputs()
@@ -439,7 +442,7 @@ def make_remover(
         threads_now: for ``"u2netp"``, the thread count each photo may use (see ``U2NetpRemover``).
         input_size: for ``"u2netp"``, the side of the square it reads (see ``U2NetpRemover``).
         runtime: for ``"u2netp"``, ``auto``, ``openvino`` or ``native`` (``worker.ml.runtimes``).
-        precision: for ``"u2netp"``, ``f32`` or ``bf16`` (see ``U2NetpRemover``).
+        precision: for ``"u2netp"``, ``f32``, ``bf16`` or ``auto`` (see ``U2NetpRemover``).
 
     Raises:
         ValueError: unknown method or runtime.

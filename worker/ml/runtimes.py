@@ -9,8 +9,10 @@ machine (AMD EPYC with AVX-512 BF16; README "Speed"): the backbone at 320 px too
 
 Settings chosen here, from OpenVINO's CPU plugin documentation ("CPU Device", "High-level Performance Hints"):
 
-- ``INFERENCE_PRECISION_HINT = f32`` unless asked otherwise: on CPUs with AVX-512 BF16 or AMX the plugin's default
-  is bfloat16, which moved U^2-Net-p's saliency by up to 0.76 (of 1) here; float32 keeps the networks' answers.
+- ``INFERENCE_PRECISION_HINT`` always set, never left to the plugin: on CPUs with AVX-512 BF16 or AMX the plugin's
+  default is bfloat16, which moved U^2-Net-p's saliency by up to 0.76 (of 1) here. The backbone always runs at
+  float32; U^2-Net-p at what its caller asks (``precision_resolve``: the platform serves it at bfloat16 where the
+  CPU has it, with models trained on such masks; README "Speed", fifth round).
 - ``PERFORMANCE_HINT = LATENCY``: one stream, one photo at a time.
 - ``INFERENCE_NUM_THREADS``: the caller's thread budget (one per inference process in the Procfile).
 - ``ENABLE_CPU_PINNING = False``: pinned threads of two worker processes could land on the same core.
@@ -21,6 +23,7 @@ frontends), never with ``openvino.convert_model``, whose Python tooling sends us
 
 from __future__ import annotations
 
+import functools
 import threading
 from collections.abc import Callable
 from typing import Any, Final
@@ -67,7 +70,42 @@ def runtime_resolve(name: str, *, gpu: bool) -> str:
 
 
 PRECISIONS: Final = ("f32", "bf16")
-"""Inference precisions offered: float32 (the networks' own), or bfloat16 on CPUs with AVX-512 BF16 or AMX."""
+"""Inference precisions OpenVINO is asked for: float32 (the networks' own), or bfloat16 on CPUs with AVX-512 BF16
+or AMX."""
+PRECISION_SETTINGS: Final = ("auto", *PRECISIONS)
+"""Precisions a caller may ask for: ``auto`` is ``bf16`` where OpenVINO runs it natively (``precision_resolve``)."""
+
+
+@functools.cache
+def cpu_has_bf16() -> bool:
+    """True when OpenVINO's CPU plugin lists ``BF16`` among its ``OPTIMIZATION_CAPABILITIES`` (native AVX-512 BF16
+    or AMX instructions; OpenVINO's "CPU Device" documentation); False when it does not, or when OpenVINO is not
+    installed or cannot be asked. Asked once per process."""
+    try:
+        import openvino as ov
+
+        return "BF16" in ov.Core().get_property("CPU", "OPTIMIZATION_CAPABILITIES")
+    except (ImportError, RuntimeError):
+        return False
+
+
+def precision_resolve(precision: str, *, runtime: str) -> str:
+    """The precision to run at, ``"f32"`` or ``"bf16"``, for a setting and the runtime in use.
+
+    Args:
+        precision: one of ``PRECISION_SETTINGS``. ``auto``: ``bf16`` when ``runtime`` is ``"openvino"`` and the CPU
+            has native bfloat16 (``cpu_has_bf16``), else ``f32`` (onnxruntime and TensorFlow here run float32;
+            OpenVINO without native bfloat16 would compute it at float32 anyway). ``f32`` and ``bf16``: as asked.
+        runtime: ``"openvino"`` or the name of another runtime.
+
+    Raises:
+        ValueError: unknown precision.
+    """
+    if precision not in PRECISION_SETTINGS:
+        raise ValueError(f"unknown precision {precision!r}; expected one of {PRECISION_SETTINGS}")
+    if precision != "auto":
+        return precision
+    return "bf16" if runtime == "openvino" and cpu_has_bf16() else "f32"
 
 
 def cpu_config(threads: int | None, precision: str = "f32") -> dict[str, Any]:

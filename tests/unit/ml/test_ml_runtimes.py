@@ -93,6 +93,24 @@ def test_openvino_network_compiles_once_per_thread_count(tiny_backbone_path, tmp
         np.testing.assert_allclose(output, outputs[0], atol=1e-5)
 
 
+def test_precision_resolve_follows_the_cpu_and_the_runtime(monkeypatch):
+    monkeypatch.setattr(runtimes, "cpu_has_bf16", lambda: True)
+    assert runtimes.precision_resolve("auto", runtime="openvino") == "bf16"
+    assert runtimes.precision_resolve("auto", runtime="onnxruntime") == "f32"  # float32 outside OpenVINO
+    assert runtimes.precision_resolve("f32", runtime="openvino") == "f32"  # asked by name: as asked
+    monkeypatch.setattr(runtimes, "cpu_has_bf16", lambda: False)
+    assert runtimes.precision_resolve("auto", runtime="openvino") == "f32"
+    assert runtimes.precision_resolve("bf16", runtime="openvino") == "bf16"
+    with pytest.raises(ValueError, match="unknown precision"):
+        runtimes.precision_resolve("fp8", runtime="openvino")
+
+
+def test_cpu_has_bf16_reads_openvinos_capabilities():
+    import openvino as ov
+
+    assert runtimes.cpu_has_bf16() == ("BF16" in ov.Core().get_property("CPU", "OPTIMIZATION_CAPABILITIES"))
+
+
 @pytest.mark.shared_data
 @pytest.mark.skipif(not U2NETP_PATH.is_file(), reason=f"U^2-Net-p weights not found at {U2NETP_PATH}")
 @pytest.mark.parametrize("side", [320, 256])
@@ -146,5 +164,26 @@ def test_u2netp_on_auto_falls_back_to_onnxruntime(monkeypatch):
 
     monkeypatch.setattr(U2NetpRemover, "_openvino_network", refuse)
     assert U2NetpRemover(U2NETP_PATH, input_size=256, intra_op_threads=1, runtime="auto").runtime == "onnxruntime"
+    monkeypatch.setattr(runtimes, "cpu_has_bf16", lambda: True)
+    fallen = U2NetpRemover(U2NETP_PATH, input_size=256, intra_op_threads=1, runtime="auto", precision="auto")
+    assert (fallen.runtime, fallen.precision, fallen.cache_key) == ("onnxruntime", "f32", "u2netp-256-f32")
     with pytest.raises(ModelError, match="OpenVINO cannot read it"):
         U2NetpRemover(U2NETP_PATH, runtime="openvino")
+    with pytest.raises(ModelError, match="OpenVINO cannot read it"):  # bf16 by name: no silent float32
+        U2NetpRemover(U2NETP_PATH, runtime="auto", precision="bf16")
+
+
+@pytest.mark.shared_data
+@pytest.mark.skipif(not U2NETP_PATH.is_file(), reason=f"U^2-Net-p weights not found at {U2NETP_PATH}")
+@pytest.mark.parametrize("has_bf16", [True, False])
+def test_u2netp_auto_precision_is_bf16_where_the_cpu_has_it(monkeypatch, has_bf16):
+    """``auto`` (the platform's default) runs bfloat16 on OpenVINO with native bfloat16, float32 elsewhere, and the
+    cache key names the precision in use, so caches of prepared photos never mix the two."""
+    from worker.ml.background import U2NetpRemover
+
+    monkeypatch.setattr(runtimes, "cpu_has_bf16", lambda: has_bf16)
+    remover = U2NetpRemover(U2NETP_PATH, input_size=160, intra_op_threads=1, runtime="openvino", precision="auto")
+    expected = "bf16" if has_bf16 else "f32"
+    assert (remover.precision, remover.cache_key) == (expected, f"u2netp-160-{expected}")
+    native = U2NetpRemover(U2NETP_PATH, input_size=160, intra_op_threads=1, runtime="native", precision="auto")
+    assert (native.runtime, native.precision) == ("onnxruntime", "f32")

@@ -287,6 +287,7 @@ def test_train_model_reports_metrics_split_and_artifact(trained, tmp_path):
     assert {"mae", "mape", "baseline_mae", "baseline_mape", "n"} <= set(metrics["price"])
     assert metrics["price"]["n"] > 0
     assert set(metrics["seconds"]) >= {"embed", "fit"}
+    assert metrics["background_masks"] == "none"  # trained without a remover: the photos as they are
     split = result.split
     assert split["seed"] == 0
     group_of = {s.sha256: s.group for s in samples}

@@ -34,7 +34,7 @@ import numpy as np
 
 from worker.ml.abstain import load_imagenet_detector
 from worker.ml.artifact import ModelArtifact
-from worker.ml.background import Remover
+from worker.ml.background import Remover, remover_cache_key
 from worker.ml.embeddings import EmbeddingCache
 from worker.ml.preprocessing import FINGERPRINT_LENGTH, PREPROCESSING, BackboneSpec, backbone_fingerprint
 from worker.ml.similarity import build_index
@@ -82,6 +82,8 @@ class TrainingResult:
             "finetune", "wild": {style: {...}} | None, "abstain": {...}, "text": {...} (listing text,
             ``worker.ml.training.listing``), "background_rule", "background_rule_val_log_loss",
             "background_rule_val_standard_error" (of each rule's per-photo loss difference with the lowest),
+            "background_masks" (``remover_cache_key`` of the prediction-time remover, e.g. ``u2netp-160-bf16``: the
+            masks the thresholds and the rule were chosen on),
             "counts": {...},
             "seconds": {"embed", "fit", "total"}}``.
         split: ``split.json``: ``{"seed", "train", "val", "test": [sha256...], "wild": {...},
@@ -445,6 +447,7 @@ def train_model(
         "background_rule": rule,
         "background_rule_val_log_loss": rule_losses or None,
         "background_rule_val_standard_error": rule_errors or None,
+        "background_masks": remover_cache_key(test_remover),
         "config": _config_record(config),
         "counts": {
             "train": int(train.size),
