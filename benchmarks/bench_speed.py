@@ -661,7 +661,12 @@ def background_child(var_dir: Path, int8: str, side: str, names: list[str]) -> N
     size = getattr(base.remover, "input_size", None)
     rule = base.skip_plain  # the serving rule (the model's, or SNEAKERS_BACKGROUND_RULE): plain photos skipped?
     made = {
-        "default": lambda: (f"U^2-Net-p at {size} px, rule {base.background_rule} (default)", base.remover, rule, None),
+        "default": lambda: (
+            f"U^2-Net-p at {size} px, rule {base.background_rule}, cascade {base.skip_removal_above} (serving)",
+            base.remover,
+            rule,
+            base.skip_removal_above,
+        ),
         "always": lambda: (f"U^2-Net-p at {size} px always", base.remover, False, None),
         "skip-plain": lambda: (f"U^2-Net-p at {size} px, skipped on plain backgrounds", base.remover, True, None),
         "cascade-0.9": lambda: (f"U^2-Net-p at {size} px, cascade at 0.9", base.remover, rule, 0.9),

@@ -26,30 +26,39 @@ _backbones: dict[str, object] = {}
 _occupancy = None
 
 
-def backbone_get():
-    """The backbone at ``SNEAKERS_BACKBONE_PATH``, loaded once per process.
+def backbone_get(*, precision: str | None = None):
+    """The backbone at ``SNEAKERS_BACKBONE_PATH``, loaded once per process and precision.
+
+    Args:
+        precision: what it computes in on OpenVINO (``worker.ml.runtimes.PRECISION_SETTINGS``); None: the serving
+            setting, ``SNEAKERS_BACKBONE_PRECISION``. Training asks for ``f32`` (``registry.training``), so a model's
+            heads and catalog embeddings are float32 whatever CPU trained it, while predictions may run at
+            bfloat16 (README "Speed", fifth round: as accurate served so, more real-world first guesses wrong
+            when trained so).
 
     Raises:
         ModelError: the weights file is missing or does not load.
+        ValueError: an unknown precision.
     """
     from worker.ml.backbone import Backbone
 
     path = str(settings.SNEAKERS_BACKBONE_PATH)
+    key = (path, precision or settings.SNEAKERS_BACKBONE_PRECISION)
     with _lock:
-        backbone = _backbones.get(path)
+        backbone = _backbones.get(key)
     if backbone is None:
         backbone = Backbone(path)
-        _backbone_serve(backbone)  # outside the lock: it takes the lock for occupancy_get
+        _backbone_serve(backbone, key[1])  # outside the lock: it takes the lock for occupancy_get
         with _lock:
-            backbone = _backbones.setdefault(path, backbone)
+            backbone = _backbones.setdefault(key, backbone)
     return backbone
 
 
-def _backbone_serve(backbone) -> None:
+def _backbone_serve(backbone, precision: str) -> None:
     """Put a backbone loaded for predictions on ``SNEAKERS_INFERENCE_RUNTIME`` (``Backbone.serve_with``: with
     ``auto`` one OpenVINO cannot take stays on TensorFlow), its forward function saved under
-    ``SNEAKERS_CACHE_DIR/openvino``, taking its threads per photo as U^2-Net-p does (``_threads_now``). Raises
-    ``ModelError`` as ``serve_with``."""
+    ``SNEAKERS_CACHE_DIR/openvino``, at ``precision``, taking its threads per photo as U^2-Net-p does
+    (``_threads_now``). Raises ``ModelError`` as ``serve_with``."""
     from worker.ml.background import thread_budget
 
     backbone.serve_with(
@@ -57,6 +66,7 @@ def _backbone_serve(backbone) -> None:
         cache_dir=Path(settings.SNEAKERS_CACHE_DIR) / "openvino",
         threads=thread_budget(),
         threads_now=_threads_now(),
+        precision=precision,
     )
 
 

@@ -138,8 +138,8 @@ def model_version_train(
     fingerprint = catalog_fingerprint(rows)
     if len({row.brand for row in rows}) < 2:
         raise ValueError("training needs catalog images of at least two brands; run `manage.py import_catalog` first")
-    backbone = runtime.backbone_get()
-    cache = EmbeddingCache(Path(settings.SNEAKERS_CACHE_DIR) / "embeddings", backbone.fingerprint)
+    backbone = runtime.backbone_get(precision="f32")  # heads and catalog embeddings at float32 on any CPU
+    cache = EmbeddingCache(Path(settings.SNEAKERS_CACHE_DIR) / "embeddings", backbone.cache_key)
 
     def loader(name: str) -> Callable[[], bytes]:
         def load() -> bytes:

@@ -210,6 +210,10 @@ SNEAKERS_INFERENCE_RUNTIME = env.str("SNEAKERS_INFERENCE_RUNTIME", default="auto
 # or bf16. bf16 takes about 0.6 times the time; models trained on its masks are as accurate on 605 held-out photos
 # (README "Speed", fifth round).
 SNEAKERS_BACKGROUND_PRECISION = env.str("SNEAKERS_BACKGROUND_PRECISION", default="auto")
+# The backbone's precision when it serves predictions on OpenVINO, the same choices: bf16 took 0.63 times the time,
+# embeddings at cosine 0.997-0.999 to float32's, as many held-out photos right (README "Speed", fifth round).
+# Training always embeds at f32: a model trained on bf16 embeddings got 12 fewer of 234 real-world first guesses right.
+SNEAKERS_BACKBONE_PRECISION = env.str("SNEAKERS_BACKBONE_PRECISION", default="auto")
 SNEAKERS_INFERENCE_SLOTS_DIR = Path(env.str("SNEAKERS_INFERENCE_SLOTS_DIR", default=str(VAR_DIR / "inference-slots")))
 # Catalog sets `manage.py bootstrap` imports: shop listings, and named shoe models (many photos each).
 SNEAKERS_DATASET_DIR = Path(env.str("SNEAKERS_DATASET_DIR", default=str(SHARED_DIR / "datasets" / "sneakers")))

@@ -248,6 +248,26 @@ def test_named_models_get_a_model_head_and_results_carry_model_candidates(settin
     assert report["by_source"]["other_brand"]["model_n"] == 0 and report["by_source"]["models_set"]["model_n"] == 4
 
 
+def test_the_backbone_precision_setting_reaches_the_served_backbone(tiny_model, settings, monkeypatch):
+    from registry import runtime
+    from worker.ml import runtimes
+
+    monkeypatch.setattr(runtimes, "cpu_has_bf16", lambda: True)
+    settings.SNEAKERS_BACKBONE_PRECISION = "f32"
+    runtime.clear()
+    assert runtime.backbone_get().precision == "f32"
+    settings.SNEAKERS_BACKBONE_PRECISION = "auto"  # the default
+    runtime.clear()
+    backbone = runtime.backbone_get()
+    assert backbone.runtime == "openvino" and backbone.precision == "bf16"
+    assert backbone.cache_key == f"{backbone.fingerprint}-bf16"
+    assert runtime.pipeline_get(tiny_model).backbone is backbone  # models trained at float32 load at bfloat16
+    training = runtime.backbone_get(precision="f32")  # what registry.training embeds the catalog with
+    assert training is not backbone and training.precision == "f32" and training.cache_key == training.fingerprint
+    assert runtime.backbone_get(precision="f32") is training  # loaded once per process and precision
+    runtime.clear()
+
+
 def test_the_background_cascade_setting_reaches_the_serving_pipeline(tiny_model, settings):
     from registry import runtime
 

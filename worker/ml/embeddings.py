@@ -42,7 +42,8 @@ class EmbeddingCache:
 
     Args:
         directory: cache root, created on first write.
-        backbone_fingerprint: ``Backbone.fingerprint``; vectors of different backbones never mix.
+        backbone_fingerprint: ``Backbone.cache_key`` (its fingerprint, with its precision unless float32); vectors
+            of different backbones, or of one at another precision, never mix.
 
     Raises:
         ValueError: the fingerprint has characters other than letters, digits, ``-`` and ``_``.
@@ -168,8 +169,9 @@ def embed_images(
         ValueError: cache fingerprint differs from the backbone's; bad SHA-256 string.
         Exception: whatever a loader raises (e.g. storage errors) passes through.
     """
-    if cache is not None and cache.backbone_fingerprint != backbone.fingerprint:
-        raise ValueError(f"cache is for backbone {cache.backbone_fingerprint}, not {backbone.fingerprint}")
+    key = getattr(backbone, "cache_key", backbone.fingerprint)  # the fingerprint, and the precision unless float32
+    if cache is not None and cache.backbone_fingerprint != key:
+        raise ValueError(f"cache is for backbone {cache.backbone_fingerprint}, not {key}")
     total = len(items)
     dim = backbone.dim
     vectors = np.zeros((total, dim), dtype=np.float32)

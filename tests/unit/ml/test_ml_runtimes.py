@@ -82,6 +82,28 @@ def test_backbone_cache_that_cannot_be_written_is_a_model_error(tiny_backbone_pa
     assert backbone.serve_with("auto", cache_dir=blocker / "ov") == "tensorflow"  # auto stays, with a warning
 
 
+@pytest.mark.parametrize("has_bf16", [True, False])
+def test_backbone_precision_on_openvino(tiny_backbone_path, tmp_path, monkeypatch, has_bf16):
+    """``auto`` serves the backbone in bfloat16 where the CPU has it; its embeddings stay close to TensorFlow's, and
+    its cache key keeps them apart from float32 embeddings. TensorFlow always computes float32."""
+    monkeypatch.setattr(runtimes, "cpu_has_bf16", lambda: has_bf16)
+    native = Backbone(tiny_backbone_path, input_size=64)
+    assert (native.precision, native.cache_key) == ("f32", native.fingerprint)
+    served = Backbone(tiny_backbone_path, input_size=64)
+    assert served.serve_with("openvino", cache_dir=tmp_path, threads=1, precision="auto") == "openvino"
+    expected = "bf16" if has_bf16 else "f32"
+    assert served.precision == expected and served._openvino.precision == expected
+    assert served.cache_key == (f"{served.fingerprint}-bf16" if has_bf16 else served.fingerprint)
+    images = random_images(4, 64, seed=5)
+    mine, theirs = served.embed(images), native.embed(images)
+    cosines = (mine * theirs).sum(axis=1) / (np.linalg.norm(mine, axis=1) * np.linalg.norm(theirs, axis=1))
+    assert cosines.min() > 0.98
+    assert served.serve_with("native", cache_dir=tmp_path, precision="auto") == "tensorflow"
+    assert (served.precision, served.cache_key) == ("f32", served.fingerprint)
+    with pytest.raises(ValueError, match="unknown precision"):
+        served.serve_with("openvino", cache_dir=tmp_path, precision="fp8")
+
+
 def test_openvino_network_compiles_once_per_thread_count(tiny_backbone_path, tmp_path):
     backbone = Backbone(tiny_backbone_path, input_size=64)
     counts = iter([1, 2, 1, 2])
