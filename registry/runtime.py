@@ -22,7 +22,7 @@ from worker.ml.errors import ModelError
 
 _lock = threading.Lock()
 _pipelines: dict[tuple[int, str], object] = {}
-_backbones: dict[str, object] = {}
+_backbones: dict[tuple[str, str], object] = {}  # (weights path, precision) -> Backbone
 _occupancy = None
 
 
