@@ -659,36 +659,41 @@ def background_child(var_dir: Path, int8: str, side: str, names: list[str]) -> N
         photos = styled_on_side(json.load(handle), side)
     path = settings.SNEAKERS_BACKGROUND_MODEL_PATH
     size = getattr(base.remover, "input_size", None)
-    rule = base.skip_plain  # the serving rule (the model's, or SNEAKERS_BACKGROUND_RULE): plain photos skipped?
+    skip_plain = base.skip_plain  # the serving rule's (the model's, or SNEAKERS_BACKGROUND_RULE)
     made = {
         "default": lambda: (
             f"U^2-Net-p at {size} px, rule {base.background_rule}, cascade {base.skip_removal_above} (serving)",
             base.remover,
-            rule,
+            skip_plain,
             base.skip_removal_above,
         ),
         "always": lambda: (f"U^2-Net-p at {size} px always", base.remover, False, None),
         "skip-plain": lambda: (f"U^2-Net-p at {size} px, skipped on plain backgrounds", base.remover, True, None),
-        "cascade-0.9": lambda: (f"U^2-Net-p at {size} px, cascade at 0.9", base.remover, rule, 0.9),
-        "cascade-0.95": lambda: (f"U^2-Net-p at {size} px, cascade at 0.95", base.remover, rule, 0.95),
+        "cascade-0.9": lambda: (f"U^2-Net-p at {size} px, cascade at 0.9", base.remover, skip_plain, 0.9),
+        "cascade-0.95": lambda: (f"U^2-Net-p at {size} px, cascade at 0.95", base.remover, skip_plain, 0.95),
         **{
-            f"u2netp-{px}": lambda px=px: (f"U^2-Net-p at {px} px", U2NetpRemover(path, input_size=px), rule, None)
+            f"u2netp-{px}": lambda px=px: (
+                f"U^2-Net-p at {px} px",
+                U2NetpRemover(path, input_size=px),
+                skip_plain,
+                None,
+            )
             for px in (320, 256, 224, 192, 160, 128)
         },
-        "int8": lambda: ("U^2-Net-p int8 at 320 px", U2NetpRemover(int8, runtime="native"), rule, None),
+        "int8": lambda: ("U^2-Net-p int8 at 320 px", U2NetpRemover(int8, runtime="native"), skip_plain, None),
         "onnxruntime": lambda: (
             f"U^2-Net-p at {size} px on onnxruntime",
             U2NetpRemover(path, input_size=size, runtime="native"),
-            rule,
+            skip_plain,
             None,
         ),
         "bf16": lambda: (
             f"U^2-Net-p at {size} px, OpenVINO bfloat16",
             U2NetpRemover(path, input_size=size, runtime="openvino", precision="bf16"),
-            rule,
+            skip_plain,
             None,
         ),
-        "grabcut": lambda: ("GrabCut", GrabCutRemover(), rule, None),
+        "grabcut": lambda: ("GrabCut", GrabCutRemover(), skip_plain, None),
         "none": lambda: ("none", None, False, None),
     }
     variants = [made[name]() for name in names if name != "int8" or int8]

@@ -10,9 +10,9 @@ machine (AMD EPYC with AVX-512 BF16; README "Speed"): the backbone at 320 px too
 Settings chosen here, from OpenVINO's CPU plugin documentation ("CPU Device", "High-level Performance Hints"):
 
 - ``INFERENCE_PRECISION_HINT`` always set, never left to the plugin: on CPUs with AVX-512 BF16 or AMX the plugin's
-  default is bfloat16, which moved U^2-Net-p's saliency by up to 0.76 (of 1) here. The backbone always runs at
-  float32; U^2-Net-p at what its caller asks (``precision_resolve``: the platform serves it at bfloat16 where the
-  CPU has it, with models trained on such masks; README "Speed", fifth round).
+  default is bfloat16, which moved U^2-Net-p's saliency by up to 0.76 (of 1) here. Each network runs at what its
+  caller asks (``precision_resolve``): the platform serves both at bfloat16 where the CPU has it, trains on
+  bfloat16 U^2-Net-p masks and float32 embeddings (README "Speed", fifth round).
 - ``PERFORMANCE_HINT = LATENCY``: one stream, one photo at a time.
 - ``INFERENCE_NUM_THREADS``: the caller's thread budget (one per inference process in the Procfile).
 - ``ENABLE_CPU_PINNING = False``: pinned threads of two worker processes could land on the same core.
