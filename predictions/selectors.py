@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import threading
-import time
 from typing import Any
 
 from django.conf import settings
@@ -11,6 +10,7 @@ from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
 from django.db.models import QuerySet
 from django.http import Http404
 
+from predictions.longpoll import watcher
 from predictions.models import Prediction
 
 
@@ -61,10 +61,9 @@ def prediction_wait_terminal(*, prediction: Prediction, seconds: float, known_st
     """Hold a status read until the prediction is finished (long polling), so a client learns of its result
     as soon as the result exists instead of at its next poll.
 
-    The row's status is read every ``SNEAKERS_LONG_POLL_INTERVAL`` seconds (25 ms by default: a read by
-    primary key, well under a millisecond on SQLite or PostgreSQL) until it is terminal or ``seconds`` have
-    passed. A read of the database rather than a message from the worker works the same with every broker
-    and database and across hosts. Each web process lets at most ``SNEAKERS_LONG_POLL_WAITERS`` requests
+    The request sleeps until this process's status watcher (``predictions.longpoll``), which reads the status of
+    every waiting prediction in one query every ``SNEAKERS_LONG_POLL_INTERVAL`` seconds (25 ms by default), sees
+    it terminal, or until ``seconds`` have passed. Each web process lets at most ``SNEAKERS_LONG_POLL_WAITERS`` requests
     wait at once (fewer than its threads, so uploads and page views always find a free thread); when they
     are all taken the read answers at once, and the caller's usual poll schedule takes over.
 
@@ -85,17 +84,10 @@ def prediction_wait_terminal(*, prediction: Prediction, seconds: float, known_st
     if not slots.acquire(blocking=False):
         return prediction
     try:
-        deadline = time.monotonic() + seconds
-        interval = settings.SNEAKERS_LONG_POLL_INTERVAL
-        pending = Prediction.objects.filter(id=prediction.id).exclude(status__in=Prediction.TERMINAL)
-        if known_status:
-            pending = pending.filter(status=known_status)
-        while pending.exists():
-            left = deadline - time.monotonic()
-            if left <= 0:
-                return prediction
-            time.sleep(min(interval, left))
+        moved = watcher().wait(prediction_id=prediction.id, known_status=known_status, timeout=seconds)
     finally:
         slots.release()
+    if not moved:
+        return prediction
     prediction.refresh_from_db()
     return prediction

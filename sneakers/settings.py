@@ -258,9 +258,10 @@ SNEAKERS_API_RATES = {
     "anon": env.str("SNEAKERS_API_ANON_RATE", default="120/min"),
 }
 # Long polling of a prediction's status (``?wait=SECONDS`` on the API and the result page's status JSON;
-# predictions.selectors.prediction_wait_terminal): the longest wait a client may ask for, how often a waiting
-# request re-reads the row, and how many requests one web process lets wait at once (fewer than its threads:
-# the Procfile's gunicorn runs 8 per process, so uploads always find one free).
+# predictions.selectors.prediction_wait_terminal): the longest wait a client may ask for, how often each web
+# process reads the statuses of all its waiting requests (predictions.longpoll, one query for all), and how many
+# requests one web process lets wait at once (fewer than its threads: the Procfile's gunicorn runs 8 per
+# process, so uploads always find one free).
 SNEAKERS_LONG_POLL_MAX_SECONDS = env.float("SNEAKERS_LONG_POLL_MAX_SECONDS", default=20.0)
 SNEAKERS_LONG_POLL_INTERVAL = env.float("SNEAKERS_LONG_POLL_INTERVAL", default=0.025)
 SNEAKERS_LONG_POLL_WAITERS = env.int("SNEAKERS_LONG_POLL_WAITERS", default=5)

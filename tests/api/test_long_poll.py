@@ -14,7 +14,7 @@ import pytest
 from django.db import connection
 from django.test import Client
 
-from predictions import selectors
+from predictions import longpoll, selectors
 from predictions.models import Prediction
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -159,3 +159,79 @@ def test_result_page_status_json_also_answers_when_the_status_moves_on(user) -> 
     started = time.monotonic()
     body = client.get(f"/p/{prediction.id}/status/?wait=0.3&known=nonsense").json()
     assert body["status"] == "running" and time.monotonic() - started >= 0.3  # waits for the end only
+
+
+def _wait_in_thread(prediction: Prediction, timeout: float, results: dict, known: str = "") -> threading.Thread:
+    """``longpoll.watcher().wait`` for ``prediction`` in a new thread; its answer lands in ``results[id]``."""
+
+    def wait() -> None:
+        started = time.monotonic()
+        moved = longpoll.watcher().wait(prediction_id=prediction.id, known_status=known, timeout=timeout)
+        results[prediction.id] = (moved, time.monotonic() - started)
+
+    thread = threading.Thread(target=wait)
+    thread.start()
+    return thread
+
+
+def test_the_watcher_wakes_only_the_request_whose_prediction_finished(user) -> None:
+    first, second, third = (_queued(owner=user) for _ in range(3))
+    results: dict = {}
+    waiting = [_wait_in_thread(p, 1.0, results) for p in (first, second, third)]
+    finisher = _finish_later(first.id, 0.2)
+    for thread in [*waiting, finisher]:
+        thread.join()
+    moved, elapsed = results[first.id]
+    assert moved and 0.15 <= elapsed < 0.9
+    for other in (second, third):
+        moved, elapsed = results[other.id]
+        assert not moved and elapsed >= 1.0
+
+
+def test_the_watcher_reads_every_waiting_prediction_in_one_query_per_tick(user, settings, monkeypatch) -> None:
+    settings.SNEAKERS_LONG_POLL_INTERVAL = 0.05
+    ticks: list[int] = []
+    real_tick = longpoll.StatusWatcher._tick
+    monkeypatch.setattr(
+        longpoll.StatusWatcher, "_tick", staticmethod(lambda waiters: (ticks.append(len(waiters)), real_tick(waiters)))
+    )
+    predictions = [_queued(owner=user) for _ in range(4)]
+    results: dict = {}
+    waiting = [_wait_in_thread(p, 0.6, results) for p in predictions]
+    for thread in waiting:
+        thread.join()
+    assert max(ticks) == 4  # four requests, one query
+    assert len(ticks) <= 0.6 / 0.05 + 3  # ticks follow the clock, not the number of requests (4 x 12 before)
+    assert not any(moved for moved, _ in results.values())
+
+
+def test_the_watcher_survives_a_failed_read(user, monkeypatch) -> None:
+    prediction = _queued(owner=user)
+    real_tick = longpoll.StatusWatcher._tick
+    failures = []
+
+    def flaky(waiters):
+        if not failures:
+            failures.append(1)
+            raise RuntimeError("database went away")
+        return real_tick(waiters)
+
+    monkeypatch.setattr(longpoll.StatusWatcher, "_tick", staticmethod(flaky))
+    results: dict = {}
+    waiting = _wait_in_thread(prediction, 5.0, results)
+    finisher = _finish_later(prediction.id, 0.2)
+    waiting.join()
+    finisher.join()
+    assert failures == [1]
+    assert results[prediction.id][0] is True
+
+
+def test_the_watcher_wakes_a_known_status_wait_when_the_status_moves_on(user) -> None:
+    prediction = _queued(owner=user)
+    results: dict = {}
+    waiting = _wait_in_thread(prediction, 5.0, results, known=Prediction.Status.QUEUED)
+    starter = _update_later(prediction.id, 0.2, status=Prediction.Status.RUNNING)
+    waiting.join()
+    starter.join()
+    moved, elapsed = results[prediction.id]
+    assert moved and elapsed < 4.0
