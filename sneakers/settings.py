@@ -355,6 +355,10 @@ CELERY_TASK_ALWAYS_EAGER = False
 CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+# Celery's Django fixup closes every database connection around each task unless this is set (then only every
+# 2 x this many tasks); sneakers.celery.close_old_db_connections closes the broken or old ones instead, as Django
+# does around requests (CONN_MAX_AGE above), so a worker keeps its connection between jobs.
+CELERY_DB_REUSE_MAX = 1000
 CELERY_TASK_DEFAULT_QUEUE = "default"
 CELERY_TASK_ROUTES = {
     "predictions.tasks.predict": {"queue": "inference"},
