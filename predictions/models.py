@@ -17,8 +17,9 @@ def prediction_upload_to(instance: "Prediction", filename: str) -> str:
 
 
 def prediction_cutout_to(instance: "Prediction", filename: str) -> str:
-    """Storage name of the background-removed cut-out: ``cutouts/YYYY/MM/DD/<uuid>.png``."""
-    return f"cutouts/{timezone.now():%Y/%m/%d}/{instance.id}.png"
+    """Storage name of the background-removed cut-out: ``cutouts/YYYY/MM/DD/<uuid>.jpg`` (``.png`` before
+    2026-12-03: stored names are kept)."""
+    return f"cutouts/{timezone.now():%Y/%m/%d}/{instance.id}.jpg"
 
 
 class Prediction(models.Model):

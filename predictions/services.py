@@ -331,7 +331,7 @@ def prediction_mark_succeeded(
     brands: Sequence[dict[str, Any]],
     price: dict[str, float] | None,
     similar: Sequence[dict[str, Any]],
-    cutout_png: bytes,
+    cutout_jpeg: bytes,
     background_method: str,
     timings_ms: dict[str, float],
     abstain: dict[str, Any] | None = None,
@@ -346,7 +346,7 @@ def prediction_mark_succeeded(
         brands: top-k as ``[{"name": slug, "probability": float}]``, best first.
         price: ``{"estimate", "low", "high"}`` in USD, or None when the model has no price head.
         similar: ``[{"product_id", "name", "brand", "price_usd", "score"}]``, best first.
-        cutout_png: the background-removed image the model looked at, PNG bytes.
+        cutout_jpeg: the background-removed image the model looked at, JPEG bytes.
         timings_ms: milliseconds per pipeline stage.
         abstain: ``{"reason": "not_footwear" | "unknown_brand" | "low_confidence", "score": float}`` when
             the model declines to name a brand (``brand`` stays empty, ``brands`` keeps the guesses), else None.
@@ -375,7 +375,7 @@ def prediction_mark_succeeded(
     prediction.error_message = ""
     prediction.finished_at = timezone.now()
     with transaction.atomic():
-        prediction.cutout.save("cutout.png", ContentFile(cutout_png), save=False)
+        prediction.cutout.save("cutout.jpg", ContentFile(cutout_jpeg), save=False)
         prediction.save()
         prediction_finished_send(prediction=prediction, embedding=embedding)
     return prediction
@@ -453,7 +453,7 @@ def prediction_run(*, prediction_id: str) -> None:
         brands=payload["brands"],
         price=payload["price_usd"],
         similar=payload["similar"],
-        cutout_png=outcome.cutout_png,
+        cutout_jpeg=outcome.cutout_jpeg,
         background_method=outcome.background,
         timings_ms=payload["timings_ms"],
         abstain=payload["abstain"],

@@ -35,7 +35,7 @@ class InferenceOutcome:
     (``worker.ml.text``)."""
 
     payload: dict[str, Any]
-    cutout_png: bytes
+    cutout_jpeg: bytes
     background: str
     embedding: np.ndarray | None = None
     inputs: tuple[str, ...] = ("image",)
@@ -59,7 +59,7 @@ def inference_run(
     embedding = getattr(result, "embedding", None)
     return InferenceOutcome(
         payload=result_payload(result),
-        cutout_png=result.cutout_png,
+        cutout_jpeg=result.cutout_jpeg,
         background=result.background,
         embedding=np.asarray(embedding, dtype=np.float32).reshape(-1) if embedding is not None else None,
         inputs=tuple(getattr(result, "inputs", ("image",))),

@@ -101,7 +101,7 @@ def test_a_succeeded_result_sends_its_embedding(user, finished, django_capture_o
             brands=[{"name": "nike", "probability": 0.9}],
             price=None,
             similar=[],
-            cutout_png=image_bytes("PNG"),
+            cutout_jpeg=image_bytes("JPEG"),
             background_method="none",
             timings_ms={"total": 1.0},
             embedding=embedding,

@@ -144,7 +144,7 @@ def test_upload_to_result_with_media_on_s3(
     # The upload and the worker's cut-out are objects in the bucket, under the names the rows hold.
     assert objects[prediction.image.name] == photo_bytes
     cutout = objects[prediction.cutout.name]
-    assert prediction.cutout.name.startswith("cutouts/") and cutout.startswith(b"\x89PNG\r\n\x1a\n")
+    assert prediction.cutout.name.startswith("cutouts/") and cutout.startswith(b"\xff\xd8\xff")
     # The API hands out a presigned URL of the S3 server, and it serves the same bytes.
     assert body["cutout_url"].startswith(f"{s3_endpoint}/{bucket}/{prediction.cutout.name}?")
     with urllib.request.urlopen(body["cutout_url"], timeout=10) as response:

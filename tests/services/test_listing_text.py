@@ -42,7 +42,7 @@ def test_title_reaches_the_pipeline_and_the_answer_names_its_inputs(
     )
     outcome = InferenceOutcome(
         payload=PAYLOAD,
-        cutout_png=image_bytes("PNG"),
+        cutout_jpeg=image_bytes("JPEG"),
         background="skipped",
         embedding=np.ones(4, np.float32) / 2,
         inputs=("image", "title", "description"),

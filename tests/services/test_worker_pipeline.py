@@ -63,7 +63,7 @@ def test_prediction_run_succeeds_with_the_right_brand_and_similar_products(tiny_
     assert 1 <= len(prediction.similar) <= 5
     assert len({s["product_id"] for s in prediction.similar}) == len(prediction.similar)
     assert prediction.similar[0]["brand"] == "blueshoe" and prediction.similar[0]["image_url"]
-    assert prediction.cutout and prediction.cutout.read(8) == b"\x89PNG\r\n\x1a\n"
+    assert prediction.cutout.name.endswith(".jpg") and prediction.cutout.read(3) == b"\xff\xd8\xff"
     assert prediction.model_version == tiny_model and prediction.timings_ms["total"] > 0
     # A rerun of a finished job changes nothing.
     prediction_run(prediction_id=str(prediction.id))

@@ -18,15 +18,20 @@ def test_a_large_cutout_is_stored_scaled_down_keeping_its_shape():
     rgb[200:500, 300:800] = (200, 30, 40)
     data = encode_cutout(rgb)
     image = Image.open(io.BytesIO(data))
-    assert image.format == "PNG"
+    assert image.format == "JPEG"
     assert image.size == (CUTOUT_MAX_SIDE, 384)  # 1024 x 768 -> 512 x 384
-    pixels = np.asarray(image.convert("RGB"))
-    assert tuple(pixels[192, 256]) == (200, 30, 40) and tuple(pixels[10, 10]) == (255, 255, 255)
+    pixels = np.asarray(image.convert("RGB")).astype(int)
+    assert np.abs(pixels[192, 256] - (200, 30, 40)).max() <= 6  # JPEG: within a few levels
+    assert np.abs(pixels[10, 10] - 255).max() <= 2
 
 
-def test_a_small_cutout_is_stored_as_it_is():
-    rgb = np.random.default_rng(0).integers(0, 256, (120, 90, 3), dtype=np.uint8)
-    assert np.array_equal(np.asarray(Image.open(io.BytesIO(encode_cutout(rgb)))), rgb)
+def test_a_small_cutout_is_stored_at_its_size_and_close_to_it():
+    rng = np.random.default_rng(0)
+    rgb = np.full((120, 90, 3), 255, dtype=np.uint8)
+    rgb[30:90, 20:70] = rng.integers(60, 200, 3, dtype=np.uint8)  # a flat shoe-coloured patch on white
+    stored = np.asarray(Image.open(io.BytesIO(encode_cutout(rgb))).convert("RGB")).astype(int)
+    assert stored.shape == rgb.shape
+    assert np.abs(stored - rgb).mean() < 2.0
 
 
 def test_a_cutout_must_be_an_rgb_array():

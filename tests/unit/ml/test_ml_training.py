@@ -323,7 +323,7 @@ def test_pipeline_predicts_brand_price_similar_and_cutout(trained, tiny_backbone
     assert out.price is not None and out.price.low <= out.price.estimate <= out.price.high
     assert 1 <= len(out.similar) <= 5 and len({s.product_id for s in out.similar}) == len(out.similar)
     assert out.similar[0].product_id // 100 == list(BRANDS).index("blueco")
-    assert out.cutout_png.startswith(b"\x89PNG\r\n\x1a\n")
+    assert out.cutout_jpeg.startswith(b"\xff\xd8\xff")
     assert out.background == "skipped"  # white background
     assert set(out.timings_ms) == {"decode", "background", "embed", "heads", "search", "total"}
     assert out.timings_ms["total"] >= out.timings_ms["embed"] > 0
