@@ -38,7 +38,7 @@ Sections (``--sections``, all by default):
     guess differs from the default's, median background time, how many photos the remover ran on. Variants
     (``--background-variants``): the serving remover (``SNEAKERS_BACKGROUND_INPUT_SIZE``) skipped on plain
     backgrounds (the default rule), the same always, the confidence cascade (``Pipeline(skip_removal_above=...)``)
-    at 0.8, 0.85, 0.9 and 0.95, U^2-Net-p at a 320, 256, 224, 192, 160 or 128 px input
+    at 0.7, 0.75, 0.8, 0.85, 0.9 and 0.95, U^2-Net-p at a 320, 256, 224, 192, 160 or 128 px input
     (``U2NetpRemover(input_size=...)``), U^2-Net-p int8 (when ``--int8 FILE`` names a quantised model), the
     serving size on onnxruntime (``onnxruntime``) or on OpenVINO at bfloat16 (``bf16``), GrabCut, none.
 ``embed``
@@ -107,7 +107,8 @@ TARGETS = {
 """Issue 10's targets: real-world photos/s ratio to the seed app, p50 one at a time, catalogue photos/s,
 uploads accepted per second."""
 BACKGROUND_VARIANTS = [
-    "default", "always", "skip-plain", "cascade-0.8", "cascade-0.85", "cascade-0.9", "cascade-0.95",
+    "default", "always", "skip-plain", "cascade-0.7", "cascade-0.75", "cascade-0.8", "cascade-0.85", "cascade-0.9",
+    "cascade-0.95",
     "u2netp-320", "u2netp-256", "u2netp-224", "u2netp-192", "u2netp-160", "u2netp-128", "int8",
     "onnxruntime", "bf16", "grabcut", "none",
 ]  # fmt: skip
@@ -676,7 +677,7 @@ def background_child(var_dir: Path, int8: str, side: str, names: list[str]) -> N
                 skip_plain,
                 above,
             )
-            for above in (0.8, 0.85, 0.9, 0.95)
+            for above in (0.7, 0.75, 0.8, 0.85, 0.9, 0.95)
         },
         **{
             f"u2netp-{px}": lambda px=px: (
