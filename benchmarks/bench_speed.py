@@ -13,10 +13,12 @@ Sections (``--sections``, all by default):
     worker with beat) as a subprocess, with a fresh checkout's environment (SQLite database and the embedded
     SQLite broker, ``sneakers.broker``) in ``--var-dir``, which must hold an active model (``make run`` or
     ``manage.py bootstrap`` makes one). ``--redis`` runs it a second time with ``CELERY_BROKER_URL`` on Redis.
-    Clients upload through the API (``POST /api/v1/predictions/`` with a partner token; rates raised so
-    throttling does not shape the figures) and long-poll ``GET /api/v1/predictions/<id>/?wait=20`` until the
-    result (as ``static/js/poll.js`` does); ``--first-poll SECONDS`` polls on the older schedule instead
-    (first poll that long after the upload, then 1.3 times longer each time, 4 s at most).
+    Clients upload through the API with ``?wait=20`` (``POST /api/v1/predictions/?wait=20`` with a partner token;
+    rates raised so throttling does not shape the figures), whose answer is the result when it is ready within
+    20 s, and otherwise long-poll ``GET /api/v1/predictions/<id>/?wait=20`` until it is (as the README's API
+    section says; the result page's ``static/js/poll.js`` long-polls its status the same way after the upload);
+    ``--first-poll SECONDS`` polls on the older schedule instead (first poll that long after the upload, then 1.3
+    times longer each time, 4 s at most).
 ``seed``
     The seed-style app (``benchmarks/seed_app/app.py``: Flask, GrabCut and VGG16 inside the request, VGG16
     with random weights, same FLOPs) under gunicorn with 2 processes; clients POST and get the answer back.
@@ -308,9 +310,10 @@ class OurStack:
             process.stop()
 
     def client(self, first_poll_s: float) -> Callable[[Photo], Outcome]:
-        """Upload one photo and wait for its result; returns its ``Outcome``. ``first_poll_s`` 0: long polling
-        (``GET ...?wait=20`` in a loop, as the result page and the API docs do); else the older poll schedule
-        (first poll after ``first_poll_s``, then 1.3 times longer each time, 4 s at most)."""
+        """Upload one photo and wait for its result; returns its ``Outcome``. ``first_poll_s`` 0: long polling as
+        the API docs say (``POST ...?wait=20``, whose answer is the result when it is ready within 20 s, then
+        ``GET ...?wait=20`` in a loop while it is not); else the older poll schedule (first poll after
+        ``first_poll_s``, then 1.3 times longer each time, 4 s at most)."""
         import httpx
 
         local = threading.local()
@@ -322,18 +325,21 @@ class OurStack:
                 )
             http = local.http
             started = time.time()
-            created = http.post("/api/v1/predictions/", files={"image": (photo.name, photo.data, "image/jpeg")})
-            if created.status_code != 202:
+            created = http.post(
+                "/api/v1/predictions/",
+                params=None if first_poll_s else {"wait": 20},
+                files={"image": (photo.name, photo.data, "image/jpeg")},
+            )
+            if created.status_code not in (201, 202):
                 return Outcome(time.time() - started, None, False, None, photo.brand)
-            url = f"/api/v1/predictions/{created.json()['id']}/"
+            body = created.json()
+            url = f"/api/v1/predictions/{body['id']}/"
             delay = first_poll_s
-            while True:
+            while body["status"] not in ("succeeded", "failed"):
                 if first_poll_s:  # the older poll schedule, from the upload's answer on
                     time.sleep(delay)
                     delay = min(delay * 1.3, 4.0)
                 body = http.get(url, params=None if first_poll_s else {"wait": 20}).json()
-                if body["status"] in ("succeeded", "failed"):
-                    break
             seen = time.time() - started
             finished = body.get("finished_at")
             ready = datetime.fromisoformat(finished.replace("Z", "+00:00")).timestamp() - started if finished else None
@@ -911,7 +917,7 @@ def main() -> None:
     parser.add_argument("--single", type=int, default=20)
     parser.add_argument("--clients", type=int, default=4)
     parser.add_argument("--first-poll", type=float, default=0.0,
-                        help="0: long polling (?wait=20, as static/js/poll.js); else seconds to the first poll of "
+                        help="0: long polling (POST and GET ?wait=20); else seconds to the first poll of "
                         "the older schedule (0.15 before long polling)")  # fmt: skip
     parser.add_argument("--models-photos", type=int, default=30)
     parser.add_argument("--threads-seconds", type=float, default=15.0)

@@ -181,8 +181,26 @@ class PredictionPagination(PageNumberPagination):
     max_page_size = 100
 
 
+class WaitQuerySerializer(serializers.Serializer):
+    """``?wait=SECONDS`` of a prediction's status read (the API's detail and the result page's status JSON) and of
+    an API upload."""
+
+    wait = serializers.FloatField(
+        required=False,
+        default=0.0,
+        min_value=0.0,
+        max_value=settings.SNEAKERS_LONG_POLL_MAX_SECONDS,
+        help_text="Seconds to hold the answer while the prediction is queued or running (long polling): it "
+        "comes back as soon as the prediction finishes, or after this many seconds with the status as it is "
+        "then. 0 (the default) answers at once. Uploads answered with `Location` can be followed with "
+        "`?wait=20` in a loop instead of a poll schedule. On an upload (`POST`), the answer is `201` with the "
+        "result when the prediction finishes within the wait, else `202` with its status then.",
+    )
+
+
 class PredictionCollectionApi(APIView):
-    """``POST``: upload a photo (``202`` + ``Location``). ``GET``: the caller's own predictions, newest first."""
+    """``POST``: upload a photo (``202`` + ``Location``; with ``?wait=``, ``201`` and the result when it finishes
+    in time). ``GET``: the caller's own predictions, newest first."""
 
     parser_classes = [MultiPartParser, FormParser]
     throttle_scope = "upload"  # a POST counts one photo against the upload rate, besides the read rate
@@ -202,11 +220,14 @@ class PredictionCollectionApi(APIView):
     @extend_schema(
         operation_id="predictions_create",
         request=InputSerializer,
-        parameters=[IDEMPOTENCY_PARAMETER],
+        parameters=[IDEMPOTENCY_PARAMETER, WaitQuerySerializer],
         responses={
             **IDEMPOTENCY_RESPONSES,
+            201: OpenApiResponse(
+                PredictionOutputSerializer, description="With `?wait=`: the prediction finished within the wait."
+            ),
             202: PredictionOutputSerializer,
-            400: OpenApiResponse(ERROR_SCHEMA, description="Missing or invalid image."),
+            400: OpenApiResponse(ERROR_SCHEMA, description="Missing or invalid image, or a bad `wait`."),
             401: OpenApiResponse(ERROR_SCHEMA, description="No or bad token."),
             413: OpenApiResponse(ERROR_SCHEMA, description="File over the size limit."),
             415: OpenApiResponse(ERROR_SCHEMA, description="Not JPEG, PNG or WebP."),
@@ -214,7 +235,21 @@ class PredictionCollectionApi(APIView):
         },
     )
     def post(self, request: Request) -> Response:
-        return idempotent(request, lambda: self._create(request))
+        """Create the prediction (``202``); with ``?wait=SECONDS``, hold the answer until it finishes (``201`` with
+        the result) or the wait runs out (``202`` with the status then), as a read with ``?wait=`` would, so a
+        client gets its result in one request. The wait follows an idempotent replay's ``202`` too."""
+        query = WaitQuerySerializer(data=request.query_params)
+        query.is_valid(raise_exception=True)  # before anything is created
+        response = idempotent(request, lambda: self._create(request))
+        seconds = query.validated_data["wait"]
+        if seconds <= 0 or response.status_code != status.HTTP_202_ACCEPTED:
+            return response
+        prediction = prediction_get_visible(prediction_id=response.data["id"], user=request.user)
+        prediction = prediction_wait_terminal(prediction=prediction, seconds=seconds)
+        if not prediction.is_terminal:
+            return response
+        body = PredictionOutputSerializer(prediction, context={"request": request}).data
+        return Response(body, status=status.HTTP_201_CREATED, headers={"Location": body["url"]})
 
     def _create(self, request: Request) -> Response:
         files = request.FILES.getlist("image")
@@ -245,21 +280,6 @@ class PredictionCollectionApi(APIView):
         return paginator.get_paginated_response(
             PredictionOutputSerializer(page, many=True, context={"request": request}).data
         )
-
-
-class WaitQuerySerializer(serializers.Serializer):
-    """``?wait=SECONDS`` of a prediction's status read (the API's detail and the result page's status JSON)."""
-
-    wait = serializers.FloatField(
-        required=False,
-        default=0.0,
-        min_value=0.0,
-        max_value=settings.SNEAKERS_LONG_POLL_MAX_SECONDS,
-        help_text="Seconds to hold the answer while the prediction is queued or running (long polling): it "
-        "comes back as soon as the prediction finishes, or after this many seconds with the status as it is "
-        "then. 0 (the default) answers at once. Uploads answered with `Location` can be followed with "
-        "`?wait=20` in a loop instead of a poll schedule.",
-    )
 
 
 class PredictionDetailApi(APIView):

@@ -235,3 +235,74 @@ def test_the_watcher_wakes_a_known_status_wait_when_the_status_moves_on(user) ->
     starter.join()
     moved, elapsed = results[prediction.id]
     assert moved and elapsed < 4.0
+
+
+def _finish_the_next_upload_of(user, after: float) -> threading.Thread:
+    """Mark ``user``'s next new prediction succeeded ``after`` seconds after it appears, from another thread and
+    connection (as the worker would finish the job the upload enqueued)."""
+    known = set(Prediction.objects.filter(owner=user).values_list("id", flat=True))
+
+    def finish() -> None:
+        try:
+            deadline = time.monotonic() + 10
+            while time.monotonic() < deadline:
+                new = Prediction.objects.filter(owner=user).exclude(id__in=known).values_list("id", flat=True).first()
+                if new is not None:
+                    time.sleep(after)
+                    Prediction.objects.filter(id=new).update(status=Prediction.Status.SUCCEEDED, brand="vans")
+                    return
+                time.sleep(0.02)
+        finally:
+            connection.close()
+
+    thread = threading.Thread(target=finish)
+    thread.start()
+    return thread
+
+
+def _upload(client, query: str = ""):
+    from django.core.files.uploadedfile import SimpleUploadedFile
+
+    from tests.conftest import image_bytes
+
+    photo = SimpleUploadedFile("shoe.jpg", image_bytes(), content_type="image/jpeg")
+    return client.post(f"/api/v1/predictions/{query}", {"image": photo}, format="multipart")
+
+
+def test_an_upload_with_wait_answers_201_with_the_result_when_it_finishes_in_time(token_client, user) -> None:
+    finisher = _finish_the_next_upload_of(user, 0.3)
+    started = time.monotonic()
+    response = _upload(token_client, "?wait=10")
+    elapsed = time.monotonic() - started
+    finisher.join()
+    assert response.status_code == 201, response.content
+    body = response.json()
+    assert body["status"] == "succeeded" and body["brand"] == "vans"
+    assert response["Location"] == body["url"]
+    assert 0.25 <= elapsed < 5.0
+
+
+def test_an_upload_whose_wait_runs_out_answers_202_queued(token_client, user) -> None:
+    started = time.monotonic()
+    response = _upload(token_client, "?wait=0.3")
+    assert time.monotonic() - started >= 0.3
+    assert response.status_code == 202
+    assert response.json()["status"] == "queued"
+    assert Prediction.objects.filter(owner=user).count() == 1
+
+
+def test_an_upload_with_a_bad_wait_is_a_400_and_creates_nothing(token_client, user) -> None:
+    response = _upload(token_client, "?wait=abc")
+    assert response.status_code == 400
+    assert response.json()["error"]["code"] == "invalid"
+    assert not Prediction.objects.filter(owner=user).exists()
+
+
+def test_a_refused_upload_with_wait_answers_its_error_at_once(token_client, user) -> None:
+    from django.core.files.uploadedfile import SimpleUploadedFile
+
+    started = time.monotonic()
+    bad = SimpleUploadedFile("shoe.jpg", b"not an image", content_type="image/jpeg")
+    response = token_client.post("/api/v1/predictions/?wait=5", {"image": bad}, format="multipart")
+    assert time.monotonic() - started < 2.0
+    assert response.status_code == 400 and response.json()["error"]["code"] == "image_unreadable"
