@@ -9,6 +9,8 @@ import os
 import sqlite3
 import subprocess
 import sys
+import threading
+import time
 from pathlib import Path
 
 import kombu
@@ -180,3 +182,69 @@ def test_settings_default_to_the_embedded_broker_in_the_var_folder(tmp_path):
     url, transport, interval = out.stdout.split()
     assert url == f"sqlite:///{tmp_path / 'var' / 'broker.sqlite3'}"
     assert transport == TRANSPORT and float(interval) < 1.0
+
+
+def _consumer(connection: kombu.Connection, received: list, *, prefetch: int = 0):
+    """A consumer of ``probe`` on ``connection`` that appends each message (unacknowledged) to ``received``."""
+    channel = connection.channel()
+    if prefetch:
+        channel.basic_qos(0, prefetch, False)
+    consumer = kombu.Consumer(
+        channel, queues=[probe_queue()], callbacks=[lambda body, message: received.append(message)]
+    )
+    consumer.consume()
+    return channel
+
+
+def _count_polls(connection: kombu.Connection, monkeypatch) -> list[float]:
+    """Record the time of every poll of the file (``Channel._get``) of ``connection``'s transport."""
+    from sneakers import broker
+
+    polls: list[float] = []
+    real_get = broker.Channel._get
+
+    def get(self, queue, *args, **kwargs):
+        polls.append(time.monotonic())
+        return real_get(self, queue, *args, **kwargs)
+
+    monkeypatch.setattr(broker.Channel, "_get", get)
+    return polls
+
+
+def test_an_idle_poll_backs_off_to_the_polling_interval(tmp_path, monkeypatch):
+    with connect(tmp_path / "b.sqlite3", polling_interval=0.05) as connection:
+        received: list = []
+        _consumer(connection, received)
+        polls = _count_polls(connection, monkeypatch)
+        started = time.monotonic()
+        with pytest.raises(TimeoutError):
+            connection.drain_events(timeout=0.5)
+        assert time.monotonic() - started >= 0.5
+        gaps = [later - earlier for earlier, later in zip(polls, polls[1:], strict=False)]
+        assert gaps[0] < 0.03  # first retries come fast...
+        assert 0.04 <= max(gaps) < 0.1  # ...then every polling_interval
+        assert len(polls) <= 20  # 100 at a steady 5 ms
+
+
+def test_a_message_is_taken_within_milliseconds_once_the_prefetch_frees(tmp_path):
+    database = tmp_path / "b.sqlite3"
+    with connect(database, polling_interval=0.5) as connection:
+        publish(connection, 1, 2)
+        received: list = []
+        _consumer(connection, received, prefetch=1)
+        connection.drain_events(timeout=2)
+        assert [m.payload["n"] for m in received] == [1]
+
+        def ack_later() -> None:
+            time.sleep(0.3)
+            received[0].ack()
+            acked.append(time.monotonic())
+
+        acked: list[float] = []
+        thread = threading.Thread(target=ack_later)
+        thread.start()
+        connection.drain_events(timeout=2)  # prefetch full until the ack: polls at the minimum meanwhile
+        delivered = time.monotonic()
+        thread.join()
+        assert [m.payload["n"] for m in received] == [1, 2]
+        assert delivered - acked[0] < 0.1  # not polling_interval (0.5 s) late
