@@ -108,12 +108,13 @@ def window_count(*, scope: str, ident: str, rate: str, cost: int = 1, now: float
     if cost <= 0:
         used = int(cache.get(key, 0))
         return RateLimit(scope=scope, limit=limit, remaining=max(limit - used, 0), reset=reset)
-    cache.add(key, 0, timeout=window + 5)
-    try:
+    try:  # the window's entry exists but for a window's first request: one write, not an add and an incr
         used = cache.incr(key, cost)
-    except ValueError:  # expired between add and incr (at a window's end): count in a fresh entry
-        cache.set(key, cost, timeout=window + 5)
-        used = cost
+    except ValueError:  # first in this window (or expired meanwhile): make the entry, with its expiry
+        if cache.add(key, cost, timeout=window + 5):
+            used = cost
+        else:  # another request made it in between
+            used = cache.incr(key, cost)
     if used > limit:
         cache.decr(key, cost)
         return RateLimit(scope=scope, limit=limit, remaining=max(limit - (used - cost), 0), reset=reset, refused=True)

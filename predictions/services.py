@@ -118,10 +118,15 @@ def prediction_create(
 
     prediction.sha256 = hashlib.sha256(data).hexdigest()
     prediction.size_bytes = len(data)
-    with transaction.atomic():
-        prediction.image.save(f"upload.{FORMAT_EXTENSIONS[info.format]}", ContentFile(data), save=False)
-        prediction.save()
-        transaction.on_commit(lambda: prediction_enqueue(prediction_id=prediction.id))
+    # The file first and the row by itself (one INSERT), so no database write lock is held while the photo is
+    # written: on the embedded SQLite database, uploads queue for that lock (README "Speed", sixth round).
+    prediction.image.save(f"upload.{FORMAT_EXTENSIONS[info.format]}", ContentFile(data), save=False)
+    try:
+        prediction.save(force_insert=True)
+    except BaseException:
+        prediction.image.delete(save=False)
+        raise
+    transaction.on_commit(lambda: prediction_enqueue(prediction_id=prediction.id))
     return prediction
 
 

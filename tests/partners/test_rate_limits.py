@@ -168,3 +168,30 @@ def test_the_embedded_cache_keeps_its_connections_between_requests(token_client,
     assert limits(first)[2] - 1 == limits(second)[2]
     cache.close_connections()
     assert open_connections() == {}
+
+
+def test_threads_of_one_process_count_exactly_and_the_window_entry_expires(settings, tmp_path):
+    """Many web threads counting one caller at once (the embedded cache queues its counter writes per process):
+    every request counted once, the limit held exactly, and the window's entry made with an expiry."""
+    import threading
+
+    from django.core.cache import caches
+
+    settings.CACHES = {"default": {"BACKEND": "sneakers.cache.OpenDiskCache", "LOCATION": str(tmp_path / "dc")}}
+    now = 1_764_692_400.0
+    results: list = []
+
+    def count() -> None:
+        for i in range(60):
+            results.append(window_count(scope="read", ident="user-7", rate="300/min", now=now + i % 30))
+
+    threads = [threading.Thread(target=count) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert sum(not r.refused for r in results) == 300 and sum(r.refused for r in results) == 180
+    assert window_count(scope="read", ident="user-7", rate="300/min", cost=0, now=now).remaining == 0
+    key = caches["default"].make_key(f"ratelimit:read:user-7:60:{int(now // 60)}")
+    _, expires_at = caches["default"]._cache.get(key, expire_time=True)
+    assert expires_at is not None  # the entry goes away after its window (+5 s), not never
