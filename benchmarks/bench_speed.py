@@ -50,8 +50,10 @@ Sections (``--sections``, all by default):
     peak (best of a float32 NumPy matrix product, 1 and 2 threads).
 ``web``
     Uploads accepted per second by the web processes alone (the ``Procfile``'s web line, embedded defaults,
-    a fresh var folder, no worker): ``--web-uploads`` small JPEGs from ``--web-clients`` concurrent clients
-    (asyncio + httpx, in this process, so the clients share the 2 cores).
+    a fresh var folder, no worker): with ``wrk`` installed (``apt-get install wrk``; ``--web-client``), the same
+    small JPEG uploaded for ``--web-seconds`` by each of ``--web-connections``, wrk's C client using little of
+    the 2 cores; else (or ``--web-client httpx``) ``--web-uploads`` small JPEGs from ``--web-clients``
+    concurrent clients (asyncio + httpx, in this process, so the clients share the 2 cores).
 
 Workloads of ``pipeline`` and ``seed`` (same photos, same clients): ``--real`` real-world photos of
 ``../shared/datasets/sneakers_wild`` (its ``eyeballed_style`` column) with ``--clients`` concurrent clients,
@@ -78,6 +80,8 @@ import csv
 import json
 import os
 import random
+import re
+import shutil
 import signal
 import statistics
 import subprocess
@@ -848,8 +852,8 @@ def bench_embed(args: argparse.Namespace) -> None:
 
 def bench_web(args: argparse.Namespace) -> None:
     """Uploads accepted per second by the web processes alone (fresh var folder, embedded defaults)."""
-    print(f"\n== web: uploads accepted on loopback, {args.web_uploads} uploads from {args.web_clients} clients "
-          f"({uptime()}) ==")  # fmt: skip
+    load = "wrk" if args.web_client == "wrk" else f"{args.web_uploads} uploads from {args.web_clients} httpx clients"
+    print(f"\n== web: uploads accepted on loopback, {load} ({uptime()}) ==")
     import httpx
     from bench_load import shoe_jpeg
 
@@ -882,6 +886,9 @@ def bench_web(args: argparse.Namespace) -> None:
 
     try:
         asyncio.run(load_warm(stack, data))
+        if args.web_client == "wrk":
+            web_wrk(stack, data[0], args)
+            return
         latencies, statuses, wall = asyncio.run(load())
     finally:
         stack.stop()
@@ -891,6 +898,72 @@ def bench_web(args: argparse.Namespace) -> None:
           f"(target >= {TARGETS['web_per_s']:g}); latency p50 {statistics.median(ms):.0f} ms, "
           f"p95 {statistics.quantiles(ms, n=20)[-1]:.0f} ms; 640x480 JPEGs of {len(data[0]) // 1024} KB")  # fmt: skip
     print(f"  ({uptime()})")
+
+
+WRK_SCRIPT = """
+local f = io.open(os.getenv("BODY_FILE"), "rb")
+wrk.method = "POST"
+wrk.body = f:read("*all")
+f:close()
+wrk.headers["Content-Type"] = "multipart/form-data; boundary=" .. os.getenv("BOUNDARY")
+wrk.headers["Authorization"] = "Token " .. os.getenv("TOKEN")
+"""
+"""wrk's Lua script: every request the same multipart upload, with the partner token (wrk's scripting API)."""
+
+
+def web_wrk(stack: OurStack, jpeg: bytes, args: argparse.Namespace) -> None:
+    """Uploads accepted per second with ``wrk`` (a C load generator: https://github.com/wg/wrk, Debian package
+    ``wrk``) as the client, so the load generator's own CPU is small: ``--web-seconds`` seconds at each of
+    ``--web-connections``; prints wrk's rate and latency, its count of answers other than 2xx/3xx, and the
+    web processes' CPU use in cores."""
+    boundary = "sneakers-bench-boundary"
+    body = (
+        (
+            f'--{boundary}\r\nContent-Disposition: form-data; name="image"; filename="s.jpg"\r\n'
+            "Content-Type: image/jpeg\r\n\r\n"
+        ).encode()
+        + jpeg
+        + f"\r\n--{boundary}--\r\n".encode()
+    )
+    folder = Path(tempfile.mkdtemp(prefix="sneakers-bench-wrk-"))
+    (folder / "body.bin").write_bytes(body)
+    (folder / "post.lua").write_text(WRK_SCRIPT)
+    env = {**os.environ, "BODY_FILE": str(folder / "body.bin"), "BOUNDARY": boundary, "TOKEN": stack.token}
+    web_pids = [process.popen.pid for process in stack.processes if process.popen is not None]
+    for connections in args.web_connections:
+        before, started = group_cpu_seconds(web_pids), time.monotonic()
+        done = subprocess.run(
+            ["wrk", "-t1", f"-c{connections}", f"-d{args.web_seconds}s", "-s", str(folder / "post.lua"),
+             f"{stack.base_url}/api/v1/predictions/"],
+            env=env, capture_output=True, text=True, check=True,
+        )  # fmt: skip
+        cores = (group_cpu_seconds(web_pids) - before) / (time.monotonic() - started)
+        rate = re.search(r"Requests/sec:\s+([\d.]+)", done.stdout)
+        latency = re.search(r"Latency\s+(\S+)\s+(\S+)\s+(\S+)", done.stdout)
+        refused = re.search(r"Non-2xx or 3xx responses: (\d+)", done.stdout)
+        print(f"  wrk, {connections} connections, {args.web_seconds} s: "
+              f"{float(rate.group(1)) if rate else float('nan'):.0f} uploads/s (target >= {TARGETS['web_per_s']:g}), "
+              f"latency mean {latency.group(1) if latency else '?'}, max {latency.group(3) if latency else '?'}, "
+              f"answers not 2xx: {refused.group(1) if refused else 0}; web processes used {cores:.2f} cores "
+              f"({uptime()})", flush=True)  # fmt: skip
+
+
+def group_cpu_seconds(leaders: list[int]) -> float:
+    """CPU seconds (user + system) used so far by the processes whose process group leader is in ``leaders``
+    (``/proc/<pid>/stat``: pgrp, utime and stime fields; proc(5)), children such as gunicorn's workers
+    included."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    total = 0.0
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[2]) in leaders:
+            total += (int(fields[11]) + int(fields[12])) / ticks
+    return total
 
 
 async def load_warm(stack: OurStack, data: list[bytes]) -> None:
@@ -927,6 +1000,16 @@ def main() -> None:
     parser.add_argument("--embed-images", type=int, default=256)
     parser.add_argument("--web-uploads", type=int, default=2000)
     parser.add_argument("--web-clients", type=int, default=32)
+    parser.add_argument(
+        "--web-client",
+        choices=("auto", "wrk", "httpx"),
+        default="auto",
+        help="web section's load generator: wrk when it is installed (auto), or asyncio + httpx",
+    )
+    parser.add_argument(
+        "--web-connections", type=int, nargs="+", default=[8, 16], help="wrk's concurrent connections, one run each"
+    )
+    parser.add_argument("--web-seconds", type=int, default=15, help="length of each wrk run")
     parser.add_argument("--port", type=int, default=8150)
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                         help="environment variable for this stack's processes (repeatable)")  # fmt: skip
@@ -939,6 +1022,8 @@ def main() -> None:
     parser.add_argument("--_background-child", nargs=4, help=argparse.SUPPRESS)
     args = parser.parse_args()
     EXTRA_ENV.update(item.split("=", 1) for item in args.set)
+    if args.web_client == "auto":
+        args.web_client = "wrk" if shutil.which("wrk") else "httpx"
     if args._models_child:
         models_child(Path(args._models_child[0]), int(args._models_child[1]))
         return
