@@ -27,7 +27,7 @@ SIMILAR_CANDIDATES = 30
 
 @dataclass(frozen=True)
 class InferenceOutcome:
-    """What one photo gave: the JSON-ready result (see ``result_payload``), the cut-out PNG bytes the
+    """What one photo gave: the JSON-ready result (see ``result_payload``), the cut-out JPEG bytes the
     model looked at, the background method used (``u2netp``, ``grabcut``, ``skipped``, ...) and the photo's
     L2-normalised backbone embedding (``(D,) float32``; None when the pipeline gave none), which
     ``predictions`` passes to the receivers of ``prediction_finished`` (monitoring's drift figures), and the inputs

@@ -29,7 +29,8 @@ if TYPE_CHECKING:
 
 CUTOUT_MAX_SIDE: Final = 512
 """Longest side, in pixels, of the stored cut-out (the result page shows it small). Encoding a 1024 x 768
-cut-out as PNG at zlib level 6 took 360 ms and 800 KB here; at 512 px and level 1, 38 ms and 270 KB."""
+cut-out as PNG at zlib level 6 took 360 ms and 800 KB here; at 512 px and level 1, 38 ms and 270 KB (it is JPEG
+now: ``CUTOUT_JPEG_QUALITY``)."""
 CUTOUT_JPEG_QUALITY: Final = 90
 """libjpeg quality (Pillow's ``quality``, 1-95) of the stored cut-out. The cut-out is opaque (the shoe on white),
 so JPEG loses nothing a shopper sees; on 20 ``sneakers_wild`` photos it took 1.6 ms and 20 KB a photo against PNG
