@@ -13,4 +13,4 @@ RUN DJANGO_SECRET_KEY=build-only-secret-key-build-only-secret-key-0000 DJANGO_DE
 RUN useradd --create-home sneakers && mkdir -p /app/var && chown -R sneakers /app/var
 USER sneakers
 EXPOSE 8000
-CMD ["gunicorn", "sneakers.wsgi:application", "--bind", "0.0.0.0:8000", "--workers", "3", "--threads", "8", "--timeout", "60"]
+CMD ["gunicorn", "sneakers.wsgi:application", "--bind", "0.0.0.0:8000", "--reuse-port", "--workers", "3", "--threads", "8", "--timeout", "60"]

@@ -34,6 +34,12 @@ run: install
 # prometheus-client's multi-process files belong to the processes of one start (its documentation: empty the
 # folder before the web service starts), so /metrics never adds up counters of processes long gone.
 	rm -rf "$${SNEAKERS_METRICS_MULTIPROC_DIR:-$${SNEAKERS_VAR_DIR:-var}/prometheus}"
+# The Procfile's gunicorn binds with SO_REUSEPORT (each worker its own socket, so the kernel spreads connections
+# over them), which would also let it share the port with a site still running there: refuse that instead.
+	$(BIN)/python -c "import socket, sys; host, port = '$${SNEAKERS_BIND:-127.0.0.1:8000}'.rsplit(':', 1); \
+	host = host.strip('[]') or '127.0.0.1'; probe = socket.socket(socket.AF_INET6 if ':' in host else socket.AF_INET); \
+	probe.settimeout(1); sys.exit(f'Something already listens on {host}:{port} (another make run?); stop it or \
+	set SNEAKERS_BIND.' if probe.connect_ex((host, int(port))) == 0 else 0)"
 	PATH=$(abspath $(BIN)):$$PATH $(BIN)/honcho start -f Procfile
 
 test: install

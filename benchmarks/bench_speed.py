@@ -915,7 +915,8 @@ def web_wrk(stack: OurStack, jpeg: bytes, args: argparse.Namespace) -> None:
     """Uploads accepted per second with ``wrk`` (a C load generator: https://github.com/wg/wrk, Debian package
     ``wrk``) as the client, so the load generator's own CPU is small: ``--web-seconds`` seconds at each of
     ``--web-connections``; prints wrk's rate and latency, its count of answers other than 2xx/3xx, and the
-    web processes' CPU use in cores."""
+    web processes' CPU use in cores, in all and per process (wrk keeps its connections open, so when one gunicorn
+    process accepted all of them the other does nothing: README "Speed", sixth round)."""
     boundary = "sneakers-bench-boundary"
     body = (
         (
@@ -931,13 +932,15 @@ def web_wrk(stack: OurStack, jpeg: bytes, args: argparse.Namespace) -> None:
     env = {**os.environ, "BODY_FILE": str(folder / "body.bin"), "BOUNDARY": boundary, "TOKEN": stack.token}
     web_pids = [process.popen.pid for process in stack.processes if process.popen is not None]
     for connections in args.web_connections:
-        before, started = group_cpu_seconds(web_pids), time.monotonic()
+        before, started = process_cpu_seconds(web_pids), time.monotonic()
         done = subprocess.run(
             ["wrk", "-t1", f"-c{connections}", f"-d{args.web_seconds}s", "-s", str(folder / "post.lua"),
              f"{stack.base_url}/api/v1/predictions/"],
             env=env, capture_output=True, text=True, check=True,
         )  # fmt: skip
-        cores = (group_cpu_seconds(web_pids) - before) / (time.monotonic() - started)
+        after, elapsed = process_cpu_seconds(web_pids), time.monotonic() - started
+        per_process = sorted(((after[pid] - before.get(pid, 0.0)) / elapsed for pid in after), reverse=True)
+        cores = sum(per_process)
         rate = re.search(r"Requests/sec:\s+([\d.]+)", done.stdout)
         latency = re.search(r"Latency\s+(\S+)\s+(\S+)\s+(\S+)", done.stdout)
         refused = re.search(r"Non-2xx or 3xx responses: (\d+)", done.stdout)
@@ -945,15 +948,15 @@ def web_wrk(stack: OurStack, jpeg: bytes, args: argparse.Namespace) -> None:
               f"{float(rate.group(1)) if rate else float('nan'):.0f} uploads/s (target >= {TARGETS['web_per_s']:g}), "
               f"latency mean {latency.group(1) if latency else '?'}, max {latency.group(3) if latency else '?'}, "
               f"answers not 2xx: {refused.group(1) if refused else 0}; web processes used {cores:.2f} cores "
-              f"({uptime()})", flush=True)  # fmt: skip
+              f"({' + '.join(f'{c:.2f}' for c in per_process if c >= 0.01)}) ({uptime()})", flush=True)  # fmt: skip
 
 
-def group_cpu_seconds(leaders: list[int]) -> float:
-    """CPU seconds (user + system) used so far by the processes whose process group leader is in ``leaders``
+def process_cpu_seconds(leaders: list[int]) -> dict[int, float]:
+    """CPU seconds (user + system) used so far by each process whose process group leader is in ``leaders``
     (``/proc/<pid>/stat``: pgrp, utime and stime fields; proc(5)), children such as gunicorn's workers
-    included."""
+    included, by process id."""
     ticks = os.sysconf("SC_CLK_TCK")
-    total = 0.0
+    used = {}
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
             continue
@@ -962,8 +965,8 @@ def group_cpu_seconds(leaders: list[int]) -> float:
         except OSError:
             continue
         if int(fields[2]) in leaders:
-            total += (int(fields[11]) + int(fields[12])) / ticks
-    return total
+            used[int(entry.name)] = (int(fields[11]) + int(fields[12])) / ticks
+    return used
 
 
 async def load_warm(stack: OurStack, data: list[bytes]) -> None:
