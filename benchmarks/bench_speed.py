@@ -83,6 +83,7 @@ import random
 import re
 import shutil
 import signal
+import socket
 import statistics
 import subprocess
 import sys
@@ -305,9 +306,17 @@ class OurStack:
             "print(t(user=u).key)"
         )
         self.token = self.manage("shell", "-c", code).strip().splitlines()[-1]
+        port = int(self.base_url.rsplit(":", 1)[1])
+        with socket.socket() as probe:  # gunicorn's --reuse-port would share the port with a leftover server
+            if probe.connect_ex(("127.0.0.1", port)) == 0:
+                raise SystemExit(f"something already listens on 127.0.0.1:{port}; stop it first (--port)")
         for process in self.processes:
             process.start()
-        wait_healthy(f"{self.base_url}/healthz", 120)
+        try:
+            wait_healthy(f"{self.base_url}/healthz", 120)
+        except BaseException:
+            self.stop()
+            raise
 
     def stop(self) -> None:
         for process in self.processes:

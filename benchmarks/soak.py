@@ -35,6 +35,7 @@ import random
 import re
 import shlex
 import signal
+import socket
 import statistics
 import subprocess
 import sys
@@ -290,6 +291,9 @@ def main() -> None:
         name: Process(name, command, env, log_dir / f"{name}.log")
         for name, command in procfile_lines(args.procfile).items()
     }
+    with socket.socket() as probe:  # the Procfile's gunicorn (--reuse-port) would share the port with a leftover
+        if probe.connect_ex(("127.0.0.1", args.port)) == 0:
+            raise SystemExit(f"something already listens on 127.0.0.1:{args.port}; stop it first (--port)")
     for process in processes.values():
         process.start()
     base_url = f"http://127.0.0.1:{args.port}"
