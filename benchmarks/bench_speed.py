@@ -83,7 +83,6 @@ import random
 import re
 import shutil
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -306,10 +305,9 @@ class OurStack:
             "print(t(user=u).key)"
         )
         self.token = self.manage("shell", "-c", code).strip().splitlines()[-1]
-        port = int(self.base_url.rsplit(":", 1)[1])
-        with socket.socket() as probe:  # gunicorn's --reuse-port would share the port with a leftover server
-            if probe.connect_ex(("127.0.0.1", port)) == 0:
-                raise SystemExit(f"something already listens on 127.0.0.1:{port}; stop it first (--port)")
+        from soak import refuse_busy_port
+
+        refuse_busy_port(int(self.base_url.rsplit(":", 1)[1]))
         for process in self.processes:
             process.start()
         try:

@@ -184,6 +184,18 @@ class Uploads:
     lock: threading.Lock = field(default_factory=threading.Lock)
 
 
+def refuse_busy_port(port: int) -> None:
+    """Stop with a message when something already listens on ``127.0.0.1:port``: the Procfile's gunicorn binds
+    with ``--reuse-port`` and would share the port with a leftover server instead of failing.
+
+    Raises:
+        SystemExit: the port is in use.
+    """
+    with socket.socket() as probe:
+        if probe.connect_ex(("127.0.0.1", port)) == 0:
+            raise SystemExit(f"something already listens on 127.0.0.1:{port}; stop it first (--port)")
+
+
 def upload_loop(base_url: str, token: str, photos, rate: float, clients: int, until: float, out: Uploads) -> None:
     """Send uploads at ``rate`` per second in all (each of ``clients`` threads at ``rate / clients``)."""
     import httpx
@@ -291,9 +303,7 @@ def main() -> None:
         name: Process(name, command, env, log_dir / f"{name}.log")
         for name, command in procfile_lines(args.procfile).items()
     }
-    with socket.socket() as probe:  # the Procfile's gunicorn (--reuse-port) would share the port with a leftover
-        if probe.connect_ex(("127.0.0.1", args.port)) == 0:
-            raise SystemExit(f"something already listens on 127.0.0.1:{args.port}; stop it first (--port)")
+    refuse_busy_port(args.port)
     for process in processes.values():
         process.start()
     base_url = f"http://127.0.0.1:{args.port}"
