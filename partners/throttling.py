@@ -84,12 +84,16 @@ def _record(request: Any, state: RateLimit) -> None:
     states.append(state)
 
 
-def partner_quota_for(request: Any, user_id: int) -> PartnerQuota | None:
-    """The caller's ``PartnerQuota`` (None without one), read once per request."""
+def partner_quota_for(request: Any, user: Any) -> PartnerQuota | None:
+    """The caller's ``PartnerQuota`` (None without one): the one token authentication loaded with the user
+    (``partners.authentication``), else read once per request (session users)."""
+    relation = PartnerQuota.user.field.remote_field  # the reverse side, user.partner_quota
+    if relation.is_cached(user):
+        return relation.get_cached_value(user)
     django_request = _django_request(request)
     memo = getattr(django_request, "_sneakers_quota", None)
-    if memo is None or memo[0] != user_id:
-        memo = (user_id, PartnerQuota.objects.filter(user_id=user_id).first())
+    if memo is None or memo[0] != user.pk:
+        memo = (user.pk, PartnerQuota.objects.filter(user_id=user.pk).first())
         django_request._sneakers_quota = memo
     return memo[1]
 
@@ -153,7 +157,7 @@ class _WindowThrottle(BaseThrottle):
 
 
 def _user_rate(request: Request, scope: str) -> str:
-    quota = partner_quota_for(request, request.user.pk)
+    quota = partner_quota_for(request, request.user)
     custom = getattr(quota, f"{scope}_rate", "") if quota is not None else ""
     return custom or settings.SNEAKERS_API_RATES[scope]
 

@@ -268,7 +268,7 @@ SNEAKERS_LONG_POLL_INTERVAL = env.float("SNEAKERS_LONG_POLL_INTERVAL", default=0
 SNEAKERS_LONG_POLL_WAITERS = env.int("SNEAKERS_LONG_POLL_WAITERS", default=5)
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
-        "rest_framework.authentication.TokenAuthentication",
+        "partners.authentication.PartnerTokenAuthentication",  # DRF's, the partner's quota in the same query
         "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],

@@ -195,3 +195,32 @@ def test_threads_of_one_process_count_exactly_and_the_window_entry_expires(setti
     key = caches["default"].make_key(f"ratelimit:read:user-7:60:{int(now // 60)}")
     _, expires_at = caches["default"]._cache.get(key, expire_time=True)
     assert expires_at is not None  # the entry goes away after its window (+5 s), not never
+
+
+def test_the_token_query_brings_the_partner_quota_along(user, other_user):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+    from rest_framework.exceptions import AuthenticationFailed
+    from rest_framework.request import Request
+    from rest_framework.test import APIRequestFactory
+
+    from accounts.services import partner_token_get_or_create
+    from partners.authentication import PartnerTokenAuthentication
+    from partners.throttling import partner_quota_for
+
+    PartnerQuota.objects.create(user=user, upload_rate="7/min")
+    for who, expected in ((user, "7/min"), (other_user, None)):
+        key = partner_token_get_or_create(user=who).key
+        request = Request(APIRequestFactory().get("/api/v1/brands/", HTTP_AUTHORIZATION=f"Token {key}"))
+        with CaptureQueriesContext(connection) as queries:
+            authenticated, _ = PartnerTokenAuthentication().authenticate(request)
+            quota = partner_quota_for(request, authenticated)
+        assert authenticated == who and len(queries) == 1  # token, user and quota in one query
+        assert (quota.upload_rate if quota else None) == expected
+
+    with pytest.raises(AuthenticationFailed, match="Invalid token"):
+        PartnerTokenAuthentication().authenticate_credentials("no-such-key")
+    other_user.is_active = False
+    other_user.save()
+    with pytest.raises(AuthenticationFailed, match="inactive"):
+        PartnerTokenAuthentication().authenticate_credentials(partner_token_get_or_create(user=other_user).key)
