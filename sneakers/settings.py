@@ -266,6 +266,14 @@ SNEAKERS_API_RATES = {
 SNEAKERS_LONG_POLL_MAX_SECONDS = env.float("SNEAKERS_LONG_POLL_MAX_SECONDS", default=20.0)
 SNEAKERS_LONG_POLL_INTERVAL = env.float("SNEAKERS_LONG_POLL_INTERVAL", default=0.025)
 SNEAKERS_LONG_POLL_WAITERS = env.int("SNEAKERS_LONG_POLL_WAITERS", default=5)
+# Threads of each web process as the Procfile starts gunicorn (its ${SNEAKERS_WEB_THREADS:-8}); read here only to
+# refuse a setting that would let long polls take every thread.
+SNEAKERS_WEB_THREADS = env.int("SNEAKERS_WEB_THREADS", default=8)
+if SNEAKERS_LONG_POLL_WAITERS >= SNEAKERS_WEB_THREADS:
+    raise ImproperlyConfigured(
+        f"SNEAKERS_LONG_POLL_WAITERS ({SNEAKERS_LONG_POLL_WAITERS}) must be below SNEAKERS_WEB_THREADS "
+        f"({SNEAKERS_WEB_THREADS}): long polls would hold every thread of a web process and uploads would wait."
+    )
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
         "partners.authentication.PartnerTokenAuthentication",  # DRF's, the partner's quota in the same query

@@ -2,7 +2,8 @@
 
 A status read with ``?wait=`` holds its thread for up to ``SNEAKERS_LONG_POLL_MAX_SECONDS``; a sync gunicorn worker
 (one request at a time) would be taken by a single waiting result page. So the Procfile, the Dockerfile and
-docker-compose run gthread workers whose thread count exceeds ``SNEAKERS_LONG_POLL_WAITERS``.
+docker-compose run gthread workers whose thread count exceeds ``SNEAKERS_LONG_POLL_WAITERS``, and settings refuse a
+``SNEAKERS_WEB_THREADS`` (the Procfile's) that does not.
 """
 
 from __future__ import annotations
@@ -19,7 +20,8 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def _threads(command: str) -> int:
-    words = shlex.split(command)
+    """``--threads`` of a gunicorn command line, shell defaults (``${VAR:-8}``) taken as written."""
+    words = shlex.split(re.sub(r"\$\{\w+:-([^}]*)\}", r"\1", command))
     assert "gunicorn" in words, command
     return int(words[words.index("--threads") + 1]) if "--threads" in words else 1
 
@@ -42,3 +44,15 @@ def _commands() -> dict[str, str]:
 @pytest.mark.parametrize("where", ["Procfile", "Dockerfile", "docker-compose.yml"])
 def test_the_web_process_has_more_threads_than_long_poll_slots(where):
     assert _threads(_commands()[where]) > settings.SNEAKERS_LONG_POLL_WAITERS
+
+
+def test_settings_refuse_web_threads_that_long_polls_could_fill():
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "SNEAKERS_WEB_THREADS": "4", "SNEAKERS_LONG_POLL_WAITERS": "5"}
+    done = subprocess.run(
+        [sys.executable, "-c", "import django; django.setup()"], cwd=ROOT, env=env, capture_output=True, text=True
+    )
+    assert done.returncode != 0 and "must be below SNEAKERS_WEB_THREADS" in done.stderr
