@@ -1,7 +1,8 @@
 """The web process never loads TensorFlow, Keras, onnxruntime, OpenVINO or OpenCV.
 
 Checked in a fresh interpreter: import the WSGI entry point and every view/API module, resolve all
-URLs and render the upload page, then look at ``sys.modules``.
+URLs and render the upload page, then look at ``sys.modules``. The same probe checks that the entry point froze
+what it loaded (``gc.freeze``).
 """
 
 from __future__ import annotations
@@ -13,8 +14,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 
 PROBE = """
-import sys
+import gc, sys
 import sneakers.wsgi
+print("FROZEN:%d" % gc.get_freeze_count())
 import sneakers.urls, predictions.views, predictions.apis, catalog.apis, accounts.views
 import predictions.services, predictions.tasks, registry.tasks, registry.admin, worker.inference
 from django.test import Client
@@ -35,3 +37,5 @@ def test_web_entry_point_and_views_do_not_import_ml_libraries(tmp_path):
     assert result.returncode == 0, result.stderr
     heavy_line = [line for line in result.stdout.splitlines() if line.startswith("HEAVY:")][0]
     assert heavy_line == "HEAVY:", f"web process imported: {heavy_line[6:]}"
+    frozen = [line for line in result.stdout.splitlines() if line.startswith("FROZEN:")][0]
+    assert int(frozen[7:]) > 50_000  # the loaded application is out of the collector's way (sneakers/wsgi.py)
