@@ -918,25 +918,30 @@ wrk.headers["Authorization"] = "Token " .. os.getenv("TOKEN")
 """wrk's Lua script: every request the same multipart upload, with the partner token (wrk's scripting API)."""
 
 
+UPLOAD_BOUNDARY = "sneakers-bench-boundary"
+"""Multipart boundary of ``multipart_upload``'s body."""
+
+
+def multipart_upload(jpeg: bytes) -> bytes:
+    """The body of an API upload of ``jpeg`` as ``multipart/form-data`` (field ``image``, boundary
+    ``UPLOAD_BOUNDARY``; RFC 7578), for clients that send raw bytes (wrk, ``bench_upload.py``)."""
+    head = (
+        f'--{UPLOAD_BOUNDARY}\r\nContent-Disposition: form-data; name="image"; filename="s.jpg"\r\n'
+        "Content-Type: image/jpeg\r\n\r\n"
+    )
+    return head.encode() + jpeg + f"\r\n--{UPLOAD_BOUNDARY}--\r\n".encode()
+
+
 def web_wrk(stack: OurStack, jpeg: bytes, args: argparse.Namespace) -> None:
     """Uploads accepted per second with ``wrk`` (a C load generator: https://github.com/wg/wrk, Debian package
     ``wrk``) as the client, so the load generator's own CPU is small: ``--web-seconds`` seconds at each of
     ``--web-connections``; prints wrk's rate and latency, its count of answers other than 2xx/3xx, and the
     web processes' CPU use in cores, in all and per process (wrk keeps its connections open, so when one gunicorn
     process accepted all of them the other does nothing: README "Speed", sixth round)."""
-    boundary = "sneakers-bench-boundary"
-    body = (
-        (
-            f'--{boundary}\r\nContent-Disposition: form-data; name="image"; filename="s.jpg"\r\n'
-            "Content-Type: image/jpeg\r\n\r\n"
-        ).encode()
-        + jpeg
-        + f"\r\n--{boundary}--\r\n".encode()
-    )
     folder = Path(tempfile.mkdtemp(prefix="sneakers-bench-wrk-"))
-    (folder / "body.bin").write_bytes(body)
+    (folder / "body.bin").write_bytes(multipart_upload(jpeg))
     (folder / "post.lua").write_text(WRK_SCRIPT)
-    env = {**os.environ, "BODY_FILE": str(folder / "body.bin"), "BOUNDARY": boundary, "TOKEN": stack.token}
+    env = {**os.environ, "BODY_FILE": str(folder / "body.bin"), "BOUNDARY": UPLOAD_BOUNDARY, "TOKEN": stack.token}
     web_pids = [process.popen.pid for process in stack.processes if process.popen is not None]
     for connections in args.web_connections:
         before, started = process_cpu_seconds(web_pids), time.monotonic()

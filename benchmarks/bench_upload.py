@@ -36,23 +36,16 @@ import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-BOUNDARY = "sneakers-bench-upload"
+from bench_speed import UPLOAD_BOUNDARY, multipart_upload, stack_env  # this folder, and the project root on sys.path
 
 
 def setup(var_dir: Path):
-    """Configure Django on ``var_dir`` (embedded defaults, raised API rates), migrate, make a partner token;
-    returns ``(application, token, body)``."""
-    for key in [k for k in os.environ if k.startswith(("DATABASE_URL", "CELERY_", "SNEAKERS_", "DJANGO_"))]:
-        del os.environ[key]
-    os.environ.update(
-        SNEAKERS_VAR_DIR=str(var_dir),
-        SNEAKERS_API_UPLOAD_RATE="1000000/min",
-        SNEAKERS_API_READ_RATE="1000000/min",
-        DJANGO_LOG_LEVEL="WARNING",
-        DJANGO_SETTINGS_MODULE="sneakers.settings",
-    )
-    sys.path[:0] = [str(ROOT), str(ROOT / "benchmarks")]
+    """Configure Django on ``var_dir`` as ``bench_speed.py`` configures its stack (``stack_env``: a fresh
+    checkout's environment, raised API rates), migrate, make a partner token; returns
+    ``(application, token, body)``."""
+    environment = stack_env(var_dir, 0, None)
+    os.environ.clear()
+    os.environ.update(environment, DJANGO_SETTINGS_MODULE="sneakers.settings")
     import django
 
     django.setup()
@@ -66,11 +59,7 @@ def setup(var_dir: Path):
     from sneakers.wsgi import application
 
     user, _ = get_user_model().objects.get_or_create(username="bench-upload")
-    head = (
-        f'--{BOUNDARY}\r\nContent-Disposition: form-data; name="image"; filename="s.jpg"\r\n'
-        "Content-Type: image/jpeg\r\n\r\n"
-    )
-    body = head.encode() + shoe_jpeg((640, 480), 0) + f"\r\n--{BOUNDARY}--\r\n".encode()
+    body = multipart_upload(shoe_jpeg((640, 480), 0))
     return application, partner_token_get_or_create(user=user).key, body
 
 
@@ -91,7 +80,7 @@ def uploader(application, token: str, body: bytes):
             "SERVER_PROTOCOL": "HTTP/1.1",
             "HTTP_HOST": "127.0.0.1:8000",
             "REMOTE_ADDR": "127.0.0.1",
-            "CONTENT_TYPE": f"multipart/form-data; boundary={BOUNDARY}",
+            "CONTENT_TYPE": f"multipart/form-data; boundary={UPLOAD_BOUNDARY}",
             "CONTENT_LENGTH": str(len(body)),
             "HTTP_AUTHORIZATION": f"Token {token}",
             "wsgi.input": io.BytesIO(body),
