@@ -100,12 +100,17 @@ def _ms(later: Any, earlier: Any) -> float | None:
     return round((later - earlier).total_seconds() * 1000.0, 1)
 
 
-def upload_signal_record(*, prediction: Prediction, embedding: Any = None) -> UploadSignal:
+def upload_signal_record(
+    *, prediction: Prediction, embedding: Any = None, nearest_similarity: float | None = None
+) -> UploadSignal:
     """Store (or replace) the ``UploadSignal`` of a terminal prediction.
 
     Args:
         prediction: the prediction as saved with its terminal status.
         embedding: its ``(D,) float32`` backbone embedding, or None (no embedding figures then).
+        nearest_similarity: the embedding's largest cosine similarity to the version's catalog embeddings, as the
+            worker's similarity search found it (``PipelineResult.nearest_similarity``); novelty is then 1 minus it
+            instead of a second scan of the catalog (``monitoring.drift.novelty``). None: scanned here.
     """
     abstain = prediction.abstain if isinstance(prediction.abstain, dict) else None
     brands = prediction.brands if isinstance(prediction.brands, list) else []
@@ -139,7 +144,9 @@ def upload_signal_record(*, prediction: Prediction, embedding: Any = None) -> Up
             else None
         )
         if catalog is not None and catalog.matrix.shape[1] == vector.size:
-            fields["novelty"] = novelty(vector, catalog.matrix)
+            fields["novelty"] = (
+                1.0 - float(nearest_similarity) if nearest_similarity is not None else novelty(vector, catalog.matrix)
+            )
             fields["mean_z"] = float(catalog.stats.mean_z(vector[None])[0])
     signal, _ = UploadSignal.objects.update_or_create(prediction=prediction, defaults=fields)
     return signal

@@ -41,16 +41,19 @@ FORMAT_EXTENSIONS = {"JPEG": "jpg", "PNG": "png", "WEBP": "webp"}
 REFUSAL_STATUS = {"image_too_large": 413, "image_format_unsupported": 415}
 
 
-def prediction_finished_send(*, prediction: Prediction, embedding: Any = None) -> None:
+def prediction_finished_send(
+    *, prediction: Prediction, embedding: Any = None, nearest_similarity: float | None = None
+) -> None:
     """Send ``predictions.signals.prediction_finished`` once the current transaction commits (at once outside one).
 
-    ``embedding`` is the photo's ``(D,) float32`` backbone embedding, or None. Receivers that raise are
-    logged (``send_robust``); the terminal status is already stored.
+    ``embedding`` is the photo's ``(D,) float32`` backbone embedding, or None; ``nearest_similarity`` its largest
+    cosine similarity to a catalog image of the model's index, or None. Receivers that raise are logged
+    (``send_robust``); the terminal status is already stored.
     """
 
     def send() -> None:
         for receiver, result in prediction_finished.send_robust(
-            sender=Prediction, prediction=prediction, embedding=embedding
+            sender=Prediction, prediction=prediction, embedding=embedding, nearest_similarity=nearest_similarity
         ):
             if isinstance(result, Exception):
                 logger.error("prediction_finished receiver %r failed for %s", receiver, prediction.id, exc_info=result)
@@ -344,6 +347,7 @@ def prediction_mark_succeeded(
     shoe_models: Sequence[dict[str, Any]] = (),
     embedding: Any = None,
     inputs: Sequence[str] = ("image",),
+    nearest_similarity: float | None = None,
 ) -> Prediction:
     """Store a finished result on a ``running`` prediction and mark it ``succeeded``.
 
@@ -361,6 +365,8 @@ def prediction_mark_succeeded(
             ``"description"`` when listing text was fused).
         embedding: the photo's backbone embedding, ``(D,) float32``, or None; passed on to the receivers of
             ``prediction_finished`` (monitoring's drift), not stored.
+        nearest_similarity: the embedding's largest cosine similarity to a catalog image of the version's index
+            (``InferenceOutcome.nearest_similarity``), or None; passed on with the embedding, not stored.
     """
     prediction.status = Prediction.Status.SUCCEEDED
     prediction.model_version = model_version
@@ -382,7 +388,7 @@ def prediction_mark_succeeded(
     with transaction.atomic():
         prediction.cutout.save("cutout.jpg", ContentFile(cutout_jpeg), save=False)
         prediction.save()
-        prediction_finished_send(prediction=prediction, embedding=embedding)
+        prediction_finished_send(prediction=prediction, embedding=embedding, nearest_similarity=nearest_similarity)
     return prediction
 
 
@@ -466,6 +472,7 @@ def prediction_run(*, prediction_id: str) -> None:
         shoe_models=payload["models"],
         embedding=getattr(outcome, "embedding", None),
         inputs=getattr(outcome, "inputs", ("image",)),
+        nearest_similarity=getattr(outcome, "nearest_similarity", None),
     )
 
 

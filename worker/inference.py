@@ -32,13 +32,15 @@ class InferenceOutcome:
     L2-normalised backbone embedding (``(D,) float32``; None when the pipeline gave none), which
     ``predictions`` passes to the receivers of ``prediction_finished`` (monitoring's drift figures), and the inputs
     the answer was made from: ``("image",)``, or with ``"title"`` / ``"description"`` when listing text was fused
-    (``worker.ml.text``)."""
+    (``worker.ml.text``), and the largest cosine similarity of that embedding to a catalog image
+    (``PipelineResult.nearest_similarity``; None when no search ran), passed on with the embedding."""
 
     payload: dict[str, Any]
     cutout_jpeg: bytes
     background: str
     embedding: np.ndarray | None = None
     inputs: tuple[str, ...] = ("image",)
+    nearest_similarity: float | None = None
 
 
 def inference_run(
@@ -63,6 +65,7 @@ def inference_run(
         background=result.background,
         embedding=np.asarray(embedding, dtype=np.float32).reshape(-1) if embedding is not None else None,
         inputs=tuple(getattr(result, "inputs", ("image",))),
+        nearest_similarity=getattr(result, "nearest_similarity", None),
     )
 
 

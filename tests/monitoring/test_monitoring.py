@@ -140,6 +140,21 @@ def test_a_succeeded_prediction_keeps_timings_abstain_reason_and_embedding_figur
     assert UploadSignal.objects.count() == 1 and again.novelty is None and again.embedding_norm is not None
 
 
+def test_novelty_comes_from_the_workers_nearest_similarity_when_given(version):
+    """The worker's search already scored every catalog image: its nearest similarity gives novelty without a
+    second scan of the catalog, and equals what the scan would give."""
+    row, matrix = version
+    prediction = _prediction(status="succeeded", model_version=row, finished_at=timezone.now())
+    embedding = (matrix[5] + 0.02).astype(np.float32)
+    unit = embedding / np.linalg.norm(embedding)
+    nearest = float(np.max(matrix @ unit))
+    scanned = services.upload_signal_record(prediction=prediction, embedding=embedding)
+    given = services.upload_signal_record(prediction=prediction, embedding=embedding, nearest_similarity=nearest)
+    assert given.novelty == pytest.approx(scanned.novelty, abs=1e-6)
+    odd = services.upload_signal_record(prediction=prediction, embedding=embedding, nearest_similarity=0.25)
+    assert odd.novelty == pytest.approx(0.75) and odd.mean_z == pytest.approx(scanned.mean_z)
+
+
 # --- drift -----------------------------------------------------------------------------------------
 
 
@@ -383,6 +398,11 @@ def test_a_trained_model_reads_titles_and_its_worker_records_drift_figures(
     signal = UploadSignal.objects.get(prediction=prediction)
     assert signal.with_text and signal.embedding_norm == pytest.approx(1.0, abs=1e-4)
     assert signal.novelty is not None and 0.0 <= signal.novelty <= 2.0 and signal.mean_z is not None
+    # The novelty the worker's search gave equals a scan of the version's catalog embeddings.
+    pipeline = runtime.pipeline_get(version)
+    stored = default_storage.open(prediction.image.name).read()
+    vector = pipeline.predict(stored, title="blueshoe model 2").embedding
+    assert signal.novelty == pytest.approx(1.0 - float(np.max(pipeline.artifact.index.embeddings @ vector)), abs=1e-5)
     assert DriftReference.objects.get(model_version=version).catalog_rows > 0
     # Without a title: the photo's answer alone.
     plain = prediction_create(

@@ -72,6 +72,10 @@ class PipelineResult:
         embedding: the photo's L2-normalised backbone embedding, ``(D,) float32``.
         inputs: what the answer was made from: ``("image",)``, or with ``"title"`` and/or ``"description"``
             when listing text was given and used (``worker.ml.text``: brand and model probabilities fused).
+        nearest_similarity: the largest cosine similarity between the embedding and any catalog image of the
+            index (the first similar item's score: the search scores every image), or None when no search ran
+            (``not_footwear``, an empty index). Monitoring's novelty is 1 minus it (``monitoring.drift``), so
+            the catalog is not scanned a second time per photo.
     """
 
     brands: list[BrandScore]
@@ -85,6 +89,7 @@ class PipelineResult:
     model_uncertain: bool = False
     embedding: np.ndarray | None = None
     inputs: tuple[str, ...] = ("image",)
+    nearest_similarity: float | None = None
 
 
 class Pipeline:
@@ -289,6 +294,7 @@ class Pipeline:
             model_uncertain=model_uncertain,
             embedding=np.asarray(vector, dtype=np.float32),
             inputs=text_inputs(title, description) if fusion is not None else ("image",),
+            nearest_similarity=similar[0].score if similar else None,
         )
 
     def _prepare(self, rgb: np.ndarray) -> tuple[PreparedPhoto, tuple[np.ndarray, np.ndarray] | None]:

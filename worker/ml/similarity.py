@@ -111,6 +111,14 @@ class NumpyIndex:
             )
         object.__setattr__(self, "embeddings", embeddings)
         object.__setattr__(self, "product_ids", product_ids)
+        # Rows grouped by product, once: a query then takes each product's best row with one
+        # ``np.maximum.reduceat`` instead of sorting all M scores (README "Speed", eighth round).
+        order = np.argsort(product_ids, kind="stable")
+        grouped = product_ids[order]
+        starts = np.flatnonzero(np.r_[True, grouped[1:] != grouped[:-1]]) if grouped.size else grouped
+        object.__setattr__(self, "_order", order)
+        object.__setattr__(self, "_starts", starts)
+        object.__setattr__(self, "_group_ids", grouped[starts])
 
     def __len__(self) -> int:
         """Number of images M."""
@@ -149,15 +157,14 @@ class NumpyIndex:
         if norm > 0:
             vector = vector / norm
         scores = self.embeddings @ vector
-        # Best image per product: sort by (product, -score), keep the first row of each product.
-        order = np.lexsort((-scores, self.product_ids))
-        ids_sorted = self.product_ids[order]
-        first = np.ones(order.shape[0], dtype=bool)
-        first[1:] = ids_sorted[1:] != ids_sorted[:-1]
-        best_rows = order[first]
-        best_scores = scores[best_rows]
-        best_ids = self.product_ids[best_rows]
-        ranked = np.lexsort((best_ids, -best_scores))[:k]
+        best_scores = np.maximum.reduceat(scores[self._order], self._starts)  # (P,) each product's best image
+        best_ids = self._group_ids
+        if best_scores.size > k:  # the k best, and every product tied with the k-th, then sorted exactly
+            kth = np.partition(best_scores, best_scores.size - k)[best_scores.size - k]
+            candidates = np.flatnonzero(best_scores >= kth)
+        else:
+            candidates = np.arange(best_scores.size)
+        ranked = candidates[np.lexsort((best_ids[candidates], -best_scores[candidates]))][:k]
         return [SimilarItem(product_id=int(best_ids[i]), score=float(best_scores[i])) for i in ranked]
 
     def to_arrays(self) -> dict[str, np.ndarray]:

@@ -29,6 +29,34 @@ def test_search_returns_distinct_products_best_image_first():
     assert len(index.search(vectors[0], k=10)) == 4
 
 
+def _ranked_by_brute_force(index: NumpyIndex, query: np.ndarray, k: int) -> list[tuple[int, float]]:
+    """Every product's best image score, sorted by score descending then product id: the contract, in plain Python."""
+    scores = index.embeddings @ (query / np.linalg.norm(query))
+    best: dict[int, float] = {}
+    for product, score in zip(index.product_ids.tolist(), scores.tolist(), strict=True):
+        best[product] = max(best.get(product, -np.inf), score)
+    return sorted(best.items(), key=lambda pair: (-pair[1], pair[0]))[:k]
+
+
+def test_search_equals_brute_force_ranking_with_ties_and_unsorted_product_ids():
+    """The per-product maximum (``np.maximum.reduceat`` over rows grouped once) and the partial top-k give exactly
+    the ranking of scoring every image: ties broken by the smaller product id, also at the k-th place."""
+    rng = np.random.default_rng(3)
+    vectors = l2_normalise(rng.normal(size=(40, 5))).astype(np.float32)
+    vectors[[11, 23, 31]] = vectors[4]  # the same image under four products: a four-way tie wherever it ranks
+    products = rng.permutation(np.repeat(np.arange(100, 120), 2))  # 20 products, two images each, shuffled
+    index = NumpyIndex(vectors, products)
+    queries = [vectors[4], vectors[0], *l2_normalise(rng.normal(size=(30, 5)))]
+    for query in queries:
+        for k in (1, 2, 3, 5, 19, 20, 25):
+            hits = [(hit.product_id, hit.score) for hit in index.search(query, k=k)]
+            expected = _ranked_by_brute_force(index, query, k)
+            assert [product for product, _ in hits] == [product for product, _ in expected]
+            assert [score for _, score in hits] == pytest.approx([score for _, score in expected], abs=1e-6)
+    tied = [hit.product_id for hit in index.search(vectors[4], k=4)]
+    assert tied == sorted(products[[4, 11, 23, 31]].tolist())
+
+
 def test_empty_index_and_round_trip():
     assert NumpyIndex.empty(3).search(np.ones(3), k=5) == []
     index = NumpyIndex(l2_normalise(np.eye(3)), np.array([1, 2, 3]))
