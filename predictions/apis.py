@@ -290,18 +290,24 @@ class PredictionCollectionApi(APIView):
         client gets its result in one request. The wait follows an idempotent replay's ``202`` too."""
         query = WaitQuerySerializer(data=request.query_params)
         query.is_valid(raise_exception=True)  # before anything is created
-        response = idempotent(request, lambda: self._create(request))
+        created: list[Prediction] = []
+        response = idempotent(request, lambda: self._create(request, created))
         seconds = query.validated_data["wait"]
         if seconds <= 0 or response.status_code != status.HTTP_202_ACCEPTED:
             return response
-        prediction = prediction_get_visible(prediction_id=response.data["id"], user=request.user)
+        # The prediction this request made is at hand; an idempotent replay's is read back.
+        if created:
+            prediction = created[0]
+        else:
+            prediction = prediction_get_visible(prediction_id=response.data["id"], user=request.user)
         prediction = prediction_wait_terminal(prediction=prediction, seconds=seconds)
         if not prediction.is_terminal:
             return response
         body = PredictionOutputSerializer(prediction, context={"request": request}).data
         return Response(body, status=status.HTTP_201_CREATED, headers={"Location": body["url"]})
 
-    def _create(self, request: Request) -> Response:
+    def _create(self, request: Request, created: list[Prediction]) -> Response:
+        """Make the prediction (appended to ``created``) and answer ``202`` with it."""
         files = request.FILES.getlist("image")
         if len(files) > 1:
             raise serializers.ValidationError({"image": ["Send exactly one file per request."]})
@@ -314,6 +320,7 @@ class PredictionCollectionApi(APIView):
             title=serializer.validated_data.get("title", ""),
             description=serializer.validated_data.get("description", ""),
         )
+        created.append(prediction)
         body = PredictionOutputSerializer(prediction, context={"request": request}).data
         return Response(body, status=status.HTTP_202_ACCEPTED, headers={"Location": body["url"]})
 

@@ -74,7 +74,10 @@ def prediction_wait_terminal(*, prediction: Prediction, seconds: float, known_st
             ends as soon as the status is another one (``queued`` -> ``running``), and at once when it already is.
 
     Returns:
-        The prediction as it is now (re-read when it changed).
+        The prediction as it is now (re-read with its model version when it changed).
+
+    Raises:
+        Http404: the prediction was deleted while the request waited.
     """
     count = settings.SNEAKERS_LONG_POLL_WAITERS
     changed = bool(known_status) and prediction.status != known_status
@@ -89,5 +92,8 @@ def prediction_wait_terminal(*, prediction: Prediction, seconds: float, known_st
         slots.release()
     if not moved:
         return prediction
-    prediction.refresh_from_db()
-    return prediction
+    # One query with the model version the answer names (``refresh_from_db`` would leave it to a second one).
+    again = Prediction.objects.select_related("model_version").filter(pk=prediction.pk).first()
+    if again is None:
+        raise Http404("No such prediction.")
+    return again

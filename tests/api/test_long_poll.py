@@ -237,9 +237,9 @@ def test_the_watcher_wakes_a_known_status_wait_when_the_status_moves_on(user) ->
     assert moved and elapsed < 4.0
 
 
-def _finish_the_next_upload_of(user, after: float) -> threading.Thread:
-    """Mark ``user``'s next new prediction succeeded ``after`` seconds after it appears, from another thread and
-    connection (as the worker would finish the job the upload enqueued)."""
+def _finish_the_next_upload_of(user, after: float, **fields) -> threading.Thread:
+    """Mark ``user``'s next new prediction succeeded (and set ``fields``) ``after`` seconds after it appears, from
+    another thread and connection (as the worker would finish the job the upload enqueued)."""
     known = set(Prediction.objects.filter(owner=user).values_list("id", flat=True))
 
     def finish() -> None:
@@ -249,7 +249,7 @@ def _finish_the_next_upload_of(user, after: float) -> threading.Thread:
                 new = Prediction.objects.filter(owner=user).exclude(id__in=known).values_list("id", flat=True).first()
                 if new is not None:
                     time.sleep(after)
-                    Prediction.objects.filter(id=new).update(status=Prediction.Status.SUCCEEDED, brand="vans")
+                    Prediction.objects.filter(id=new).update(status=Prediction.Status.SUCCEEDED, brand="vans", **fields)
                     return
                 time.sleep(0.02)
         finally:
@@ -280,6 +280,51 @@ def test_an_upload_with_wait_answers_201_with_the_result_when_it_finishes_in_tim
     assert body["status"] == "succeeded" and body["brand"] == "vans"
     assert response["Location"] == body["url"]
     assert 0.25 <= elapsed < 5.0
+
+
+def test_an_upload_with_wait_reads_its_prediction_once_after_the_wait_with_its_model_version(
+    token_client, user
+) -> None:
+    """The upload's own prediction is not read back before the wait, and the one read after it brings the model
+    version the answer names (no third query for it)."""
+    from django.test.utils import CaptureQueriesContext
+
+    from registry.models import ModelVersion
+
+    version = ModelVersion.objects.create(name="v-wait", artifact_prefix="models/v-wait", backbone_fingerprint="x")
+    finisher = _finish_the_next_upload_of(user, 0.2, model_version=version)
+    with CaptureQueriesContext(connection) as queries:  # this thread's queries only (the watcher has its own)
+        response = _upload(token_client, "?wait=10")
+    finisher.join()
+    assert response.status_code == 201, response.content
+    assert response.json()["model_version"] == "v-wait" and response.json()["brand"] == "vans"
+    reads = [query["sql"] for query in queries.captured_queries if query["sql"].lstrip().upper().startswith("SELECT")]
+    prediction_reads = [sql for sql in reads if "predictions_prediction" in sql]
+    assert len(prediction_reads) == 1 and "registry_modelversion" in prediction_reads[0], reads
+    assert not [sql for sql in reads if "registry_modelversion" in sql and "predictions_prediction" not in sql]
+
+
+def test_an_idempotent_replay_with_wait_answers_the_finished_result(token_client, user) -> None:
+    """A replay's prediction is read back (it was made by an earlier request) and, being finished, answered at once
+    with ``201``."""
+    from django.core.files.uploadedfile import SimpleUploadedFile
+
+    from tests.conftest import image_bytes
+
+    def post():
+        photo = SimpleUploadedFile("shoe.jpg", image_bytes(), content_type="image/jpeg")
+        return token_client.post(
+            "/api/v1/predictions/?wait=0.2", {"image": photo}, format="multipart", HTTP_IDEMPOTENCY_KEY="replay-1"
+        )
+
+    first = post()
+    assert first.status_code == 202 and first.json()["status"] == "queued"
+    Prediction.objects.filter(id=first.json()["id"]).update(status=Prediction.Status.SUCCEEDED, brand="nike")
+    started = time.monotonic()
+    again = post()
+    assert time.monotonic() - started < 0.2
+    assert again.status_code == 201 and again.json()["id"] == first.json()["id"] and again.json()["brand"] == "nike"
+    assert Prediction.objects.filter(owner=user).count() == 1
 
 
 def test_an_upload_whose_wait_runs_out_answers_202_queued(token_client, user) -> None:
