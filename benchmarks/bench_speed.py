@@ -18,7 +18,8 @@ Sections (``--sections``, all by default):
     20 s, and otherwise long-poll ``GET /api/v1/predictions/<id>/?wait=20`` until it is (as the README's API
     section says; the result page's ``static/js/poll.js`` long-polls its status the same way after the upload);
     ``--first-poll SECONDS`` polls on the older schedule instead (first poll that long after the upload, then 1.3
-    times longer each time, 4 s at most).
+    times longer each time, 4 s at most). After each workload it prints the CPU used per photo by each Procfile
+    line's process group (web, worker, jobs; ``/proc``) and by this script's clients.
 ``seed``
     The seed-style app (``benchmarks/seed_app/app.py``: Flask, GrabCut and VGG16 inside the request, VGG16
     with random weights, same FLOPs) under gunicorn with 2 processes; clients POST and get the answer back.
@@ -320,6 +321,10 @@ class OurStack:
         for process in self.processes:
             process.stop()
 
+    def groups(self) -> dict[str, int]:
+        """Process group leaders by Procfile name (each line runs in its own group: ``soak.Process``)."""
+        return {process.name: process.popen.pid for process in self.processes if process.popen is not None}
+
     def client(self, first_poll_s: float) -> Callable[[Photo], Outcome]:
         """Upload one photo and wait for its result; returns its ``Outcome``. ``first_poll_s`` 0: long polling as
         the API docs say (``POST ...?wait=20``, whose answer is the result when it is ready within 20 s, then
@@ -460,22 +465,34 @@ def warm_up(one: Callable[[Photo], Outcome]) -> None:
 
 
 def bench_stack(
-    label: str, start: Callable[[], object], stop: Callable[[], None], make_client, args, extra=None
+    label: str,
+    start: Callable[[], object],
+    stop: Callable[[], None],
+    make_client,
+    args,
+    extra=None,
+    groups: Callable[[], dict[str, int]] | None = None,
 ) -> list[Run]:
-    """Start a stack, warm it up, run the three workloads (and ``extra()`` while it is up), stop it."""
+    """Start a stack, warm it up, run the three workloads (and ``extra()`` while it is up), stop it. With ``groups``
+    (process group leaders by name, asked once the stack is up), each workload also prints the CPU each group and
+    this script's clients used per photo (``cpu_per_photo``)."""
     print(f"\n-- {label}: starting ({uptime()})", flush=True)
     start()
     runs = []
     try:
         one = make_client()
         warm_up(one)
+        leaders = groups() if groups is not None else {}
         for name, photos, clients in workloads(args):
+            before = cpu_by_group(leaders)
             run = run_workload(label, name, photos, clients, one)
             runs.append(run)
             ready = run.quantile(50, ready=True)
             print(f"   {name}: {run.per_s:.2f} photos/s, p50 {run.quantile(50) * 1000:.0f} ms "
                   f"(result ready {ready * 1000:.0f} ms), p90 {run.quantile(90) * 1000:.0f} ms, "
                   f"brand top-1 {run.top1:.2f}, failed {sum(not o.ok for o in run.outcomes)}", flush=True)  # fmt: skip
+            if leaders:
+                print(f"     {cpu_per_photo(before, cpu_by_group(leaders), len(photos))}", flush=True)
         if extra is not None:
             extra()
     finally:
@@ -483,6 +500,27 @@ def bench_stack(
     stages = stage_medians(runs)
     print(f"   worker stage medians: {stages}" if stages else "", f"({uptime()})", flush=True)
     return runs
+
+
+def cpu_by_group(leaders: dict[str, int]) -> dict[str, float]:
+    """CPU seconds used so far by each named process group (``process_cpu_seconds``) and by this script (``clients``:
+    the benchmark's client threads, ``time.process_time``)."""
+    name_of = {leader: name for name, leader in leaders.items()}
+    used = {name: 0.0 for name in leaders}
+    for _, group, seconds in process_stats():
+        if group in name_of:
+            used[name_of[group]] += seconds
+    used["clients"] = time.process_time()
+    return used
+
+
+def cpu_per_photo(before: dict[str, float], after: dict[str, float], photos: int) -> str:
+    """``"CPU per photo: web 17.9 ms, worker 52.0 ms, ..."`` from two ``cpu_by_group`` readings around ``photos``
+    photos. A process that ended in between (a jobs worker's child) drops out of the reading, so read these for
+    the web and inference groups, which live through a workload."""
+    parts = [f"{name} {1000 * (after[name] - before.get(name, 0.0)) / photos:.1f} ms" for name in after]
+    total = sum(after[name] - before.get(name, 0.0) for name in after)
+    return f"CPU per photo: {', '.join(parts)}; {1000 * total / photos:.1f} ms in all"
 
 
 def print_table(all_runs: dict[str, list[Run]]) -> None:
@@ -963,12 +1001,11 @@ def web_wrk(stack: OurStack, jpeg: bytes, args: argparse.Namespace) -> None:
               f"({' + '.join(f'{c:.2f}' for c in per_process if c >= 0.01)}) ({uptime()})", flush=True)  # fmt: skip
 
 
-def process_cpu_seconds(leaders: list[int]) -> dict[int, float]:
-    """CPU seconds (user + system) used so far by each process whose process group leader is in ``leaders``
-    (``/proc/<pid>/stat``: pgrp, utime and stime fields; proc(5)), children such as gunicorn's workers
-    included, by process id."""
+def process_stats() -> list[tuple[int, int, float]]:
+    """``(pid, process group, CPU seconds used so far: user + system)`` of every process (``/proc/<pid>/stat``: pgrp,
+    utime and stime fields; proc(5))."""
     ticks = os.sysconf("SC_CLK_TCK")
-    used = {}
+    stats = []
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
             continue
@@ -976,9 +1013,14 @@ def process_cpu_seconds(leaders: list[int]) -> dict[int, float]:
             fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
         except OSError:
             continue
-        if int(fields[2]) in leaders:
-            used[int(entry.name)] = (int(fields[11]) + int(fields[12])) / ticks
-    return used
+        stats.append((int(entry.name), int(fields[2]), (int(fields[11]) + int(fields[12])) / ticks))
+    return stats
+
+
+def process_cpu_seconds(leaders: list[int]) -> dict[int, float]:
+    """CPU seconds used so far by each process whose process group leader is in ``leaders`` (``process_stats``),
+    children such as gunicorn's workers included, by process id."""
+    return {pid: seconds for pid, group, seconds in process_stats() if group in leaders}
 
 
 async def load_warm(stack: OurStack, data: list[bytes]) -> None:
@@ -1065,6 +1107,7 @@ def main() -> None:
             lambda: stack.client(args.first_poll),
             args,
             extra=lambda: stack.capacity(capacity, args.clients),
+            groups=stack.groups,
         )
         if args.redis:
             import redis
