@@ -330,6 +330,7 @@ def main() -> None:
     next_kill = started + args.kill_worker_every if args.kill_worker_every else float("inf")
     next_restart = started + args.restart_worker_every if args.restart_worker_every else float("inf")
     worker = processes["worker"]
+    next_report = started + 60.0
     while sender.is_alive():
         time.sleep(1.0)
         for process in processes.values():
@@ -345,8 +346,9 @@ def main() -> None:
             worker.start()
             events.append(f"{time.strftime('%H:%M:%S')} worker stopped (SIGTERM) and started again")
             next_restart += args.restart_worker_every
-        if int(now - started) % 60 == 0:
+        if now >= next_report:  # every minute, also when a worker restart held the loop for longer than a tick
             print(f"{(now - started) / 60:.0f} min: {sum(uploads.statuses.values())} uploads sent", flush=True)
+            next_report += 60.0
     sent_done = time.monotonic()
     final = final_states(base_url, token, set(uploads.accepted), time.monotonic() + args.deadline)
     waited = time.monotonic() - sent_done
