@@ -503,7 +503,7 @@ def bench_stack(
 
 
 def cpu_by_group(leaders: dict[str, int]) -> dict[str, float]:
-    """CPU seconds used so far by each named process group (``process_cpu_seconds``) and by this script (``clients``:
+    """CPU seconds used so far by each named process group (``process_stats``) and by this script (``clients``:
     the benchmark's client threads, ``time.process_time``)."""
     name_of = {leader: name for name, leader in leaders.items()}
     used = {name: 0.0 for name in leaders}
@@ -1115,7 +1115,12 @@ def main() -> None:
             redis.Redis.from_url(args.redis).flushdb()
             stack = OurStack(args.var_dir.resolve(), args.port, args.redis)
             all_runs["ours, Redis broker"] = bench_stack(
-                "ours, Redis broker", stack.start, stack.stop, lambda: stack.client(args.first_poll), args
+                "ours, Redis broker",
+                stack.start,
+                stack.stop,
+                lambda: stack.client(args.first_poll),
+                args,
+                groups=stack.groups,
             )
     if "seed" in args.sections:
         seed = SeedApp(args.port + 2, Path(tempfile.gettempdir()) / "sneakers-seed-app.log")
